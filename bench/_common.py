@@ -1,0 +1,152 @@
+"""Shared bench helpers: note loading, service subprocess, an async HTTP load driver."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+MTSAMPLES = Path(__file__).resolve().parents[1].parent / "shared/data/mtsamples/mtsamples.csv"
+
+
+def load_notes(path: Path | None = None, limit: int = 2000, seed: int = 0) -> list[str]:
+    """Distinct MTSamples transcriptions when available, else a synthetic clinical corpus."""
+    path = path or MTSAMPLES
+    if path.is_file():
+        csv.field_size_limit(10**8)
+        with path.open(newline="", encoding="utf-8") as handle:
+            texts = sorted({r["transcription"].strip() for r in csv.DictReader(handle)} - {""})
+        random.Random(seed).shuffle(texts)
+        return texts[:limit]
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.tiny_model import synthetic_corpus
+
+    return [" ".join(synthetic_corpus(20, seed=i)) for i in range(limit)]
+
+
+def cut_to_tokens(texts: list[str], tokenizer_file: Path, tokens: int) -> list[str]:
+    """Notes of exactly `tokens` content tokens (longer notes repeated, then cut)."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tokenizer_file))
+    tok.no_truncation()
+    out = []
+    for text in texts:
+        ids = tok.encode(text, add_special_tokens=False).ids
+        while len(ids) < tokens:
+            ids = ids + ids
+        out.append(tok.decode(ids[:tokens]))
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServiceProcess:
+    """`notespace serve` in its own process, as it runs in production."""
+
+    def __init__(self, bundle: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        exe = Path(sys.executable).with_name("notespace")
+        self.proc = subprocess.Popen(
+            [
+                str(exe),
+                "serve",
+                "--bundle",
+                str(bundle),
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+            ],
+            env={**os.environ, **env},
+        )
+
+    def __enter__(self) -> ServiceProcess:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("service exited during start-up")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("service did not become ready")
+
+    def __exit__(self, *exc: Any) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+
+    def rss_mb(self) -> float:
+        with open(f"/proc/{self.proc.pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+
+@dataclass
+class LoadResult:
+    notes_per_s: float
+    requests: int
+    errors: int
+    p50_ms: float
+    p99_ms: float
+
+
+async def drive(
+    url: str, batches: list[list[str]], concurrency: int, path: str = "/embed"
+) -> LoadResult:
+    """Closed-loop load: `concurrency` clients each send their next batch when one returns."""
+    queue: asyncio.Queue[list[str]] = asyncio.Queue()
+    for b in batches:
+        queue.put_nowait(b)
+    latencies: list[float] = []
+    errors = 0
+    notes = 0
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal errors, notes
+        while True:
+            try:
+                batch = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            started = time.perf_counter()
+            r = await http.post(path, json={"notes": batch})
+            latencies.append(time.perf_counter() - started)
+            if r.status_code == 200:
+                notes += len(batch)
+            else:
+                errors += 1
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return LoadResult(
+        notes_per_s=notes / elapsed,
+        requests=len(latencies),
+        errors=errors,
+        p50_ms=1000 * statistics.median(latencies),
+        p99_ms=1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+    )

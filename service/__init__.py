@@ -1,0 +1,1 @@
+"""notespace service: clinical-note embeddings over ONNX Runtime, inside the trust network."""

@@ -1,0 +1,71 @@
+"""Liveness, readiness, service information and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from service.api.deps import MetricsDep, SettingsDep
+from service.errors import NotReady
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """The process is alive (it may still be loading a model)."""
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(request: Request) -> dict[str, str]:
+    """A model is loaded and warmed up: send traffic."""
+    engine = getattr(request.state, "engine", None)
+    if engine is None:
+        raise NotReady("model is not loaded yet", retry_after_s=1)
+    return {"status": "ready", "model": engine.manifest.ref}
+
+
+@router.get("/info")
+async def info(request: Request, settings: SettingsDep) -> dict[str, Any]:
+    """The serving model and every limit the service enforces."""
+    engine = getattr(request.state, "engine", None)
+    model = None
+    if engine is not None:
+        m = engine.manifest
+        model = {
+            "name": m.name,
+            "version": m.version,
+            "dim": m.embedding_dim,
+            "max_tokens_per_window": m.max_tokens,
+            "pooling": m.pooling,
+            "precision": m.precision,
+            "objective": m.objective,
+            "base_model": m.base_model,
+            "parity": m.parity.model_dump() if m.parity else None,
+            "providers": engine.providers,
+        }
+    return {
+        "model": model,
+        "limits": {
+            "max_body_bytes": settings.max_body_bytes,
+            "max_notes_per_request": settings.max_notes_per_request,
+            "max_chars_per_note": settings.max_chars_per_note,
+            "max_queue_tokens": settings.max_queue_tokens,
+            "max_batch_tokens": settings.max_batch_tokens,
+            "request_deadline_ms": settings.request_deadline_ms,
+            "max_windows_per_note": settings.max_windows_per_note,
+        },
+        "long_notes": {
+            "default_policy": settings.long_note_policy,
+            "window_overlap_tokens": settings.window_overlap_tokens,
+        },
+    }
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(metrics: MetricsDep) -> Response:
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

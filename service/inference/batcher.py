@@ -1,0 +1,289 @@
+"""Token-budget batcher: one inference thread fed by a bounded queue measured in tokens.
+
+Requests from many concurrent clients coalesce: each round takes queued jobs in arrival order
+up to the token budget, sorts their windows by length (little padding), cuts batches by the
+token budget, runs the encoder, and mean-pools window vectors back into note vectors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from service.errors import (
+    DeadlineExceeded,
+    InferenceFailed,
+    NotReady,
+    Overloaded,
+    PayloadTooLarge,
+)
+from service.inference.onnx_encoder import WindowEncoder
+from service.inference.tokenize import TokenizedNote
+from service.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+Vectors = npt.NDArray[np.float32]
+
+
+@dataclass(eq=False)
+class _Job:
+    notes: list[TokenizedNote]
+    encoder: WindowEncoder
+    pad_token_id: int
+    tokens: int
+    deadline: float
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Vectors]
+    enqueued: float = field(default_factory=time.monotonic)
+    cancelled: bool = False
+
+
+class Batcher:
+    def __init__(
+        self,
+        *,
+        max_batch_tokens: int,
+        max_queue_tokens: int,
+        retry_after_s: int,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        self.max_batch_tokens = max_batch_tokens
+        self.max_queue_tokens = max_queue_tokens
+        self.retry_after_s = retry_after_s
+        self._metrics = metrics
+        self._queue: deque[_Job] = deque()
+        self._queued_tokens = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="notespace-inference", daemon=True)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Finish queued work, then stop the thread; anything left fails as not ready."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        with self._cond:
+            leftovers = list(self._queue)
+            self._queue.clear()
+            self._queued_tokens = 0
+        for job in leftovers:
+            self._fail(job, NotReady("service is shutting down", retry_after_s=self.retry_after_s))
+
+    @property
+    def queued_tokens(self) -> int:
+        return self._queued_tokens
+
+    # -- the async front -----------------------------------------------------------------
+    async def embed(
+        self,
+        notes: list[TokenizedNote],
+        encoder: WindowEncoder,
+        *,
+        pad_token_id: int,
+        deadline_s: float,
+    ) -> Vectors:
+        """Embed tokenised notes; returns one unit vector per note, [N, D]."""
+        loop = asyncio.get_running_loop()
+        job = _Job(
+            notes=notes,
+            encoder=encoder,
+            pad_token_id=pad_token_id,
+            tokens=sum(n.window_tokens for n in notes),
+            deadline=time.monotonic() + deadline_s,
+            loop=loop,
+            future=loop.create_future(),
+        )
+        self._submit(job)
+        try:
+            return await asyncio.wait_for(job.future, timeout=deadline_s)
+        except TimeoutError:
+            self._withdraw(job)
+            self._count_rejected("deadline")
+            raise DeadlineExceeded(
+                f"request waited past its deadline of {deadline_s:g} s",
+                retry_after_s=self.retry_after_s,
+            ) from None
+        except asyncio.CancelledError:
+            self._withdraw(job)
+            self._count_rejected("cancelled")
+            raise
+
+    def _submit(self, job: _Job) -> None:
+        if job.tokens > self.max_queue_tokens:
+            raise PayloadTooLarge(
+                f"request holds {job.tokens} tokens; the queue holds at most "
+                f"{self.max_queue_tokens}"
+            )
+        with self._cond:
+            if self._stopping:
+                raise NotReady("service is shutting down", retry_after_s=self.retry_after_s)
+            if self._queued_tokens + job.tokens > self.max_queue_tokens:
+                self._count_rejected("queue_full")
+                raise Overloaded(
+                    "inference queue is full; retry shortly", retry_after_s=self.retry_after_s
+                )
+            self._queue.append(job)
+            self._queued_tokens += job.tokens
+            self._update_queue_gauges()
+            self._cond.notify()
+
+    def _withdraw(self, job: _Job) -> None:
+        """Take a job the caller gave up on out of the queue (it is skipped if already taken)."""
+        job.cancelled = True
+        with self._cond:
+            try:
+                self._queue.remove(job)
+            except ValueError:
+                return
+            self._queued_tokens -= job.tokens
+            self._update_queue_gauges()
+
+    # -- the inference thread ------------------------------------------------------------
+    def _run(self) -> None:
+        while (jobs := self._take()) is not None:
+            self._process(jobs)
+
+    def _take(self) -> list[_Job] | None:
+        with self._cond:
+            while not self._queue:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            first = self._queue.popleft()
+            taken, tokens = [first], first.tokens
+            # Coalesce whatever else is waiting for the same model, up to one token budget.
+            while (
+                self._queue
+                and self._queue[0].encoder is first.encoder
+                and tokens + self._queue[0].tokens <= self.max_batch_tokens
+            ):
+                job = self._queue.popleft()
+                taken.append(job)
+                tokens += job.tokens
+            self._queued_tokens -= tokens
+            self._update_queue_gauges()
+            return taken
+
+    def _process(self, jobs: list[_Job]) -> None:
+        now = time.monotonic()
+        live: list[_Job] = []
+        for job in jobs:
+            if job.cancelled or job.future.done():
+                continue
+            if now > job.deadline:
+                self._fail(
+                    job,
+                    DeadlineExceeded("request waited past its deadline", retry_after_s=1),
+                )
+                continue
+            self._observe("queue", now - job.enqueued)
+            live.append(job)
+        if not live:
+            return
+        try:
+            window_vectors = self._infer(live)
+        except Exception as exc:  # noqa: BLE001 - the inference thread must outlive a bad batch
+            log.error("inference failed: %s", type(exc).__name__)
+            for job in live:
+                self._fail(job, InferenceFailed("inference failed; see the service log"))
+            return
+        started = time.perf_counter()
+        pooled = [
+            _pool_notes(job.notes, vectors)
+            for job, vectors in zip(live, window_vectors, strict=True)
+        ]
+        self._observe("pool", time.perf_counter() - started)
+        for job, vectors in zip(live, pooled, strict=True):
+            job.loop.call_soon_threadsafe(_resolve, job.future, vectors)
+
+    def _infer(self, jobs: list[_Job]) -> list[Vectors]:
+        """Run every window of every job, batched by token budget; vectors per job, in order."""
+        rows: list[tuple[int, int, npt.NDArray[np.int64]]] = [
+            (j, w, ids)
+            for j, job in enumerate(jobs)
+            for w, ids in enumerate(win for note in job.notes for win in note.windows)
+        ]
+        rows.sort(key=lambda row: len(row[2]), reverse=True)
+        outputs: list[Vectors | None] = [None] * len(jobs)
+        encoder, pad_id = jobs[0].encoder, jobs[0].pad_token_id
+        start = 0
+        while start < len(rows):
+            longest = len(rows[start][2])
+            count = max(1, min(len(rows) - start, self.max_batch_tokens // longest))
+            batch = rows[start : start + count]
+            ids = np.full((count, longest), pad_id, dtype=np.int64)
+            mask = np.zeros((count, longest), dtype=np.int64)
+            for i, (_, _, window) in enumerate(batch):
+                ids[i, : len(window)] = window
+                mask[i, : len(window)] = 1
+            started = time.perf_counter()
+            vectors = encoder.encode(ids, mask)
+            self._observe("infer", time.perf_counter() - started)
+            if self._metrics is not None:
+                self._metrics.batch_windows.observe(count)
+                self._metrics.batch_tokens.observe(count * longest)
+            for i, (j, w, _) in enumerate(batch):
+                out = outputs[j]
+                if out is None:
+                    total = sum(len(n.windows) for n in jobs[j].notes)
+                    out = outputs[j] = np.empty((total, vectors.shape[1]), dtype=np.float32)
+                out[w] = vectors[i]
+            start += count
+        return [out for out in outputs if out is not None]
+
+    # -- helpers -------------------------------------------------------------------------
+    def _fail(self, job: _Job, error: Exception) -> None:
+        job.loop.call_soon_threadsafe(_reject, job.future, error)
+
+    def _observe(self, stage: str, seconds: float) -> None:
+        if self._metrics is not None:
+            self._metrics.stage_seconds.labels(stage).observe(seconds)
+
+    def _count_rejected(self, reason: str) -> None:
+        if self._metrics is not None:
+            self._metrics.rejected.labels(reason).inc()
+
+    def _update_queue_gauges(self) -> None:
+        if self._metrics is not None:
+            self._metrics.queue_tokens.set(self._queued_tokens)
+            self._metrics.queue_requests.set(len(self._queue))
+
+
+def _pool_notes(notes: list[TokenizedNote], window_vectors: Vectors) -> Vectors:
+    """Token-weighted mean of each note's window vectors, re-normalised to unit length."""
+    out = np.empty((len(notes), window_vectors.shape[1]), dtype=np.float32)
+    row = 0
+    for i, note in enumerate(notes):
+        count = len(note.windows)
+        if count == 1:
+            out[i] = window_vectors[row]
+        else:
+            weights = np.asarray(note.weights, dtype=np.float32)[:, None]
+            summed = (window_vectors[row : row + count] * weights).sum(axis=0)
+            out[i] = summed / max(float(np.linalg.norm(summed)), 1e-12)
+        row += count
+    return out
+
+
+def _resolve(future: asyncio.Future[Vectors], value: Vectors) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _reject(future: asyncio.Future[Vectors], error: Exception) -> None:
+    if not future.done():
+        future.set_exception(error)

@@ -1,0 +1,105 @@
+"""The embedding engine: a loaded model (tokenizer + ONNX session) behind the batcher.
+
+It runs without HTTP; the API layer only validates input and shapes responses.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+
+from service.bundle import Bundle, Manifest
+from service.inference.batcher import Batcher, Vectors
+from service.inference.onnx_encoder import OnnxEncoder, WindowEncoder
+from service.inference.tokenize import NoteTokenizer, TokenizedNote
+from service.metrics import ServiceMetrics
+from service.settings import LongNotePolicy, Settings
+
+log = logging.getLogger(__name__)
+
+# Warm-up text: synthetic, so nothing clinical is ever embedded before a real request.
+_WARMUP_TEXT = "warm up the encoder with a synthetic sentence of ordinary words. "
+
+
+@dataclass(frozen=True)
+class ModelRuntime:
+    """One model version, ready to run: its manifest, tokenizer and encoder belong together."""
+
+    manifest: Manifest
+    tokenizer: NoteTokenizer
+    encoder: WindowEncoder
+    providers: tuple[str, ...] = ()
+
+    @classmethod
+    def load(cls, bundle: Bundle, settings: Settings) -> ModelRuntime:
+        tokenizer = NoteTokenizer(
+            bundle.tokenizer_path,
+            max_tokens=bundle.manifest.max_tokens,
+            overlap_tokens=settings.window_overlap_tokens,
+            max_windows_per_note=settings.max_windows_per_note,
+        )
+        encoder = OnnxEncoder(
+            bundle, device=settings.device, intra_op_threads=settings.intra_op_threads
+        )
+        return cls(
+            manifest=bundle.manifest,
+            tokenizer=tokenizer,
+            encoder=encoder,
+            providers=tuple(encoder.active_providers),
+        )
+
+    def warm_up(self) -> None:
+        """Run a short and a full-length batch so first requests do not pay for allocation."""
+        for repeats in (1, 10_000):
+            notes = self.tokenizer.tokenize([_WARMUP_TEXT * repeats], "truncate")
+            window = notes[0].windows[0]
+            ids = window.reshape(1, -1).repeat(2, axis=0)
+            self.encoder.encode(ids, np.ones_like(ids))
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    vectors: Vectors  # [N, D], unit length
+    notes: list[TokenizedNote]
+    manifest: Manifest
+
+
+class EmbeddingEngine:
+    def __init__(
+        self, runtime: ModelRuntime, batcher: Batcher, settings: Settings, metrics: ServiceMetrics
+    ) -> None:
+        self.runtime = runtime
+        self._batcher = batcher
+        self._settings = settings
+        self._metrics = metrics
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.runtime.manifest
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.runtime.providers)
+
+    async def embed(self, texts: list[str], policy: LongNotePolicy | None = None) -> EmbedResult:
+        started = time.monotonic()
+        runtime = self.runtime  # pin one model version for this whole request
+        tokenize_started = time.perf_counter()
+        notes = await run_in_threadpool(
+            runtime.tokenizer.tokenize, texts, policy or self._settings.long_note_policy
+        )
+        self._metrics.stage_seconds.labels("tokenize").observe(
+            time.perf_counter() - tokenize_started
+        )
+        remaining_s = self._settings.request_deadline_ms / 1000 - (time.monotonic() - started)
+        vectors = await self._batcher.embed(
+            notes,
+            runtime.encoder,
+            pad_token_id=runtime.tokenizer.pad_token_id,
+            deadline_s=max(remaining_s, 0.001),
+        )
+        return EmbedResult(vectors=vectors, notes=notes, manifest=runtime.manifest)

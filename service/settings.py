@@ -1,0 +1,50 @@
+"""Service settings: one frozen object, read from NOTESPACE_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LongNotePolicy = Literal["chunk", "truncate", "reject"]
+Device = Literal["cpu", "cuda", "auto"]
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told. Every limit is here and is shown by GET /info."""
+
+    model_config = SettingsConfigDict(env_prefix="NOTESPACE_", frozen=True, extra="forbid")
+
+    # Where the model bundle lives (the zero-config quickstart exports it here).
+    bundle_path: Path = Path("bundles/all-MiniLM-L6-v2")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    # Inference.
+    device: Device = "cpu"
+    intra_op_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    max_batch_tokens: int = Field(default=16384, ge=64)
+    warmup: bool = True
+
+    # Long notes.
+    long_note_policy: LongNotePolicy = "chunk"
+    window_overlap_tokens: int = Field(default=32, ge=0)
+    max_windows_per_note: int = Field(default=256, ge=1)
+
+    # Limits, each answered with a clear 4xx / 503.
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_notes_per_request: int = Field(default=256, ge=1)
+    max_chars_per_note: int = Field(default=200_000, ge=1)
+    max_queue_tokens: int = Field(default=1_000_000, ge=1)
+    request_deadline_ms: int = Field(default=30_000, ge=1)
+    retry_after_s: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _queue_holds_a_batch(self) -> Settings:
+        if self.max_queue_tokens < self.max_batch_tokens:
+            raise ValueError("max_queue_tokens must be at least max_batch_tokens")
+        return self

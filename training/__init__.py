@@ -1,0 +1,1 @@
+"""notespace training: domain adaptation, evaluation and export of clinical-note encoders."""

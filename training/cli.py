@@ -1,0 +1,135 @@
+"""Training-side commands of the `notespace` CLI (registered through an entry point).
+
+Heavy imports (torch, transformers) happen inside the commands, so `notespace serve` stays
+usable in the lean service image where they are not installed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def export(
+    out: Annotated[Path, typer.Option(help="bundle directory to write")],
+    base: Annotated[
+        Path | None,
+        typer.Option(help="local Hugging Face encoder directory [default: all-MiniLM-L6-v2]"),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="model name in the manifest")] = None,
+    version: Annotated[str, typer.Option(help="model version in the manifest")] = "1",
+    objective: Annotated[str, typer.Option(help="training objective, for lineage")] = "base",
+    max_tokens: Annotated[
+        int | None, typer.Option(help="tokens per window [default: the model's own]")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing bundle")] = False,
+) -> None:
+    """Export a local encoder to an ONNX model bundle, refusing one that fails parity."""
+    try:
+        from training.export import ExportError, export_bundle
+    except ImportError as exc:
+        raise typer.BadParameter(
+            f"export needs the training extra (pip install 'notespace[training]'): {exc}"
+        ) from exc
+    from training.errors import TrainingError
+    from training.runs.lineage import manifest_lineage, read_lineage
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        # A directory written by `notespace train` carries its lineage into the manifest.
+        lineage = read_lineage(base) if base is not None else None
+    except TrainingError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if lineage is not None and objective == "base":
+        objective = str(lineage.get("objective") or objective)
+    try:
+        result = export_bundle(
+            base,
+            out,
+            name=name,
+            version=version,
+            objective=objective,
+            max_tokens=max_tokens,
+            lineage=manifest_lineage(lineage) if lineage is not None else None,
+            overwrite=overwrite,
+        )
+    except ExportError as exc:
+        typer.secho(f"export failed: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    m = result.manifest
+    parity = m.parity
+    typer.echo(
+        f"wrote {result.bundle_dir}: {m.ref}, dim {m.embedding_dim}, "
+        f"{m.max_tokens} tokens/window"
+        + (
+            f", parity max|diff| {parity.max_abs_diff:.1e} min cos {parity.min_cosine:.6f}"
+            if parity
+            else ""
+        )
+    )
+
+
+ConfigOption = Annotated[Path, typer.Option("--config", help="run YAML (see training/configs/)")]
+ResumeOption = Annotated[
+    bool, typer.Option("--resume", help="continue from the newest checkpoint in output_dir")
+]
+ProgressOption = Annotated[bool, typer.Option(help="show a progress bar")]
+
+
+def _train(objective: str, config_path: Path, resume: bool, progress: bool) -> None:
+    try:
+        from training.errors import TrainingError
+        from training.runs.config import load_config
+        from training.runs.loop import train
+    except ImportError as exc:
+        raise typer.BadParameter(
+            f"train needs the training extra (pip install 'notespace[training]'): {exc}"
+        ) from exc
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        config = load_config(config_path, objective=objective)  # type: ignore[arg-type]
+        result = train(config, resume=resume, progress=progress)
+    except TrainingError as exc:
+        typer.secho(f"train {objective} failed: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(
+        f"wrote {result.final_dir}: {result.steps} steps, held-out loss "
+        f"{result.initial_eval_loss:.4f} -> {result.final_eval_loss:.4f}, "
+        f"{result.notes_per_s:.2f} notes/s, {result.tokens_per_s:.0f} tokens/s, "
+        f"{100 * result.fraction_notes_used:.1f}% of training notes used"
+    )
+
+
+def train_mlm(
+    config: ConfigOption, resume: ResumeOption = False, progress: ProgressOption = True
+) -> None:
+    """Continued masked-language-model pre-training."""
+    _train("mlm", config, resume, progress)
+
+
+def train_declutr(
+    config: ConfigOption, resume: ResumeOption = False, progress: ProgressOption = True
+) -> None:
+    """DeCLUTR contrastive span pre-training (+ MLM on anchors)."""
+    _train("declutr", config, resume, progress)
+
+
+def train_category(
+    config: ConfigOption, resume: ResumeOption = False, progress: ProgressOption = True
+) -> None:
+    """MLM + note-category objective (linear head or SupCon)."""
+    _train("category", config, resume, progress)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="export")(export)
+    train_app = typer.Typer(
+        help="Domain-adaptive pre-training of an encoder.", no_args_is_help=True
+    )
+    train_app.command(name="mlm")(train_mlm)
+    train_app.command(name="declutr")(train_declutr)
+    train_app.command(name="category")(train_category)
+    app.add_typer(train_app, name="train")
