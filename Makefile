@@ -18,6 +18,7 @@ $(BUNDLE)/manifest.json: | $(VENV)/.installed
 	$(BIN)/notespace export --out $(BUNDLE) --overwrite
 
 run: $(VENV)/.installed $(BUNDLE)/manifest.json
+	$(BIN)/notespace db upgrade
 	$(BIN)/notespace serve --bundle $(BUNDLE)
 
 test: $(VENV)/.installed

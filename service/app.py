@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api import embed, health, openai_compat
+from service.api import embed, health, models, openai_compat
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.errors import install_error_handlers
-from service.bundle import load_bundle
+from service.bundle import BundleError
+from service.errors import NotespaceError
 from service.inference.batcher import Batcher
-from service.inference.engine import EmbeddingEngine, ModelRuntime
+from service.inference.engine import EmbeddingEngine
 from service.metrics import ServiceMetrics
+from service.registry.database import SchemaError, check_schema, make_engine
+from service.registry.models import ModelRegistry
+from service.serving import ModelSwitcher, StartupError, load_runtime, resolve_serving_version
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,12 +60,29 @@ class RequestMetricsMiddleware:
             self.metrics.request_seconds.labels(template).observe(time.perf_counter() - started)
 
 
-def build_engine(settings: Settings, metrics: ServiceMetrics) -> tuple[EmbeddingEngine, Batcher]:
-    """Load and warm the bundle, start the inference thread."""
-    bundle = load_bundle(settings.bundle_path)
-    runtime = ModelRuntime.load(bundle, settings)
-    if settings.warmup:
-        runtime.warm_up()
+@dataclass(frozen=True)
+class Resources:
+    """Everything the lifespan builds and the routes use."""
+
+    db: Engine
+    registry: ModelRegistry
+    engine: EmbeddingEngine
+    batcher: Batcher
+    switcher: ModelSwitcher
+
+
+def build_resources(settings: Settings, metrics: ServiceMetrics) -> Resources:
+    """Check the schema, choose the model from the registry, load and warm it, start inference."""
+    db = make_engine(settings.database_url)
+    try:
+        check_schema(db)
+        registry = ModelRegistry(db)
+        row = resolve_serving_version(registry, settings)
+        runtime = load_runtime(row, settings)
+    except (SchemaError, StartupError, BundleError, NotespaceError) as exc:
+        db.dispose()
+        log.critical("cannot start: %s", exc)
+        raise
     batcher = Batcher(
         max_batch_tokens=settings.max_batch_tokens,
         max_queue_tokens=settings.max_queue_tokens,
@@ -66,8 +90,9 @@ def build_engine(settings: Settings, metrics: ServiceMetrics) -> tuple[Embedding
         metrics=metrics,
     )
     batcher.start()
-    log.info("serving %s (dim %d)", bundle.manifest.ref, bundle.manifest.embedding_dim)
-    return EmbeddingEngine(runtime, batcher, settings, metrics), batcher
+    engine = EmbeddingEngine(runtime, batcher, settings, metrics)
+    log.info("serving %s (dim %d)", row.ref, runtime.manifest.embedding_dim)
+    return Resources(db, registry, engine, batcher, ModelSwitcher(registry, engine, settings))
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -75,11 +100,20 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        engine, batcher = await run_in_threadpool(build_engine, settings, metrics)
+        res = await run_in_threadpool(build_resources, settings, metrics)
+        follower = asyncio.create_task(res.switcher.follow_registry())
         try:
-            yield {"settings": settings, "metrics": metrics, "engine": engine}
+            yield {
+                "settings": settings,
+                "metrics": metrics,
+                "engine": res.engine,
+                "registry": res.registry,
+                "switcher": res.switcher,
+            }
         finally:
-            await run_in_threadpool(batcher.stop)
+            follower.cancel()
+            await run_in_threadpool(res.batcher.stop)
+            res.db.dispose()
 
     app = FastAPI(
         title="notespace",
@@ -92,6 +126,6 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
-    for router in (embed.router, openai_compat.router, health.router):
+    for router in (embed.router, openai_compat.router, models.router, health.router):
         app.include_router(router)
     return app

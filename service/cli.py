@@ -54,6 +54,168 @@ def serve(
     )
 
 
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="The model registry: register, list, promote, retire.", no_args_is_help=True
+)
+app.add_typer(db_app, name="db")
+app.add_typer(models_app, name="models")
+
+DatabaseOption = Annotated[
+    str | None, typer.Option("--database-url", help="[env NOTESPACE_DATABASE_URL]")
+]
+
+
+def _database_url(url: str | None) -> str:
+    return url or str(_settings().database_url)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(message, fg="red", err=True)
+    return typer.Exit(1)
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="target revision")] = "head",
+    database_url: DatabaseOption = None,
+) -> None:
+    """Apply migrations up to REVISION (default: the newest)."""
+    from service.registry.database import upgrade
+
+    upgrade(_database_url(database_url), revision)
+    typer.echo(f"database at {revision}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="target revision, e.g. -1 or base")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Revert migrations down to REVISION."""
+    from service.registry.database import downgrade
+
+    downgrade(_database_url(database_url), revision)
+    typer.echo(f"database at {revision}")
+
+
+@db_app.command("current")
+def db_current(database_url: DatabaseOption = None) -> None:
+    """Show the database's schema revision and the code's."""
+    from service.registry.database import current_revision, head_revision, make_engine
+
+    engine = make_engine(_database_url(database_url))
+    typer.echo(f"database: {current_revision(engine) or '(empty)'}\ncode:     {head_revision()}")
+    engine.dispose()
+
+
+def registry(database_url: str | None = None) -> Any:
+    """The model registry on a migrated database (exits with a clear message otherwise)."""
+    from service.registry.database import SchemaError, check_schema, make_engine
+    from service.registry.models import ModelRegistry
+
+    engine = make_engine(_database_url(database_url))
+    try:
+        check_schema(engine)
+    except SchemaError as exc:
+        raise _fail(str(exc)) from None
+    return ModelRegistry(engine)
+
+
+def _registry_call(action: Any) -> Any:
+    from service.bundle import BundleError
+    from service.errors import NotespaceError
+
+    try:
+        return action()
+    except (NotespaceError, BundleError) as exc:
+        raise _fail(str(exc)) from None
+
+
+def _print_models(rows: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "model", "status", "objective", "dim", "registered", "activated")
+    for r in rows:
+        table.add_row(
+            str(r.id),
+            r.ref,
+            r.status,
+            r.objective,
+            str(r.embedding_dim),
+            f"{r.created_at:%Y-%m-%d %H:%M} by {r.registered_by}",
+            f"{r.activated_at:%Y-%m-%d %H:%M}" if r.activated_at else "",
+        )
+    Console().print(table)
+
+
+@models_app.command("register")
+def models_register(
+    bundle_dir: Annotated[Path, typer.Argument(help="model bundle directory")],
+    registered_by: Annotated[
+        str | None, typer.Option("--by", help="who registers it [default: OS user]")
+    ] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Verify a bundle's hashes and add it to the registry as staged."""
+    import getpass
+
+    from service.bundle import load_bundle
+
+    reg = registry(database_url)
+    row = _registry_call(
+        lambda: reg.register(load_bundle(bundle_dir), registered_by or getpass.getuser())
+    )
+    typer.echo(f"registered {row.ref} (id {row.id}, {row.status})")
+
+
+@models_app.command("list")
+def models_list(
+    name: Annotated[str | None, typer.Option(help="only this model name")] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """List registered model versions."""
+    _print_models(registry(database_url).list(name))
+
+
+@models_app.command("show")
+def models_show(
+    ref: Annotated[str, typer.Argument(help="id or NAME@VERSION")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Show one version with its lineage and evaluation metrics (JSON)."""
+    import json
+
+    from service.serving import describe
+
+    reg = registry(database_url)
+    row = _registry_call(lambda: reg.get(ref))
+    typer.echo(json.dumps(describe(row, serving_ref=""), indent=2, default=str))
+
+
+@models_app.command("promote")
+def models_promote(
+    ref: Annotated[str, typer.Argument(help="id or NAME@VERSION")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Make a version active; running services switch to it within their poll interval."""
+    reg = registry(database_url)
+    row = _registry_call(lambda: reg.promote(ref))
+    typer.echo(f"{row.ref} is active")
+
+
+@models_app.command("retire")
+def models_retire(
+    ref: Annotated[str, typer.Argument(help="id or NAME@VERSION")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Retire a version that is not serving; it can no longer be promoted."""
+    reg = registry(database_url)
+    row = _registry_call(lambda: reg.retire(ref))
+    typer.echo(f"{row.ref} is retired")
+
+
 def _load_plugins() -> None:
     for entry in entry_points(group="notespace.cli"):
         register = entry.load()

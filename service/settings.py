@@ -21,6 +21,13 @@ class Settings(BaseSettings):
     # Where the model bundle lives (the zero-config quickstart exports it here).
     bundle_path: Path = Path("bundles/all-MiniLM-L6-v2")
 
+    # The registry database: a SQLite file on one box, PostgreSQL in docker-compose.
+    database_url: str = "sqlite:///var/notespace.db"
+    # Serve the active version of this model name (needed only when several names are active).
+    model_name: str | None = None
+    # How often the service looks for a promotion made elsewhere (CLI, another replica).
+    registry_poll_s: float = Field(default=5.0, gt=0)
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 

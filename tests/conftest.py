@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +73,17 @@ class LiveServer:
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)
 
 
+def migrated_sqlite_url() -> str:
+    """A fresh SQLite registry database at the newest schema."""
+    from service.registry.database import upgrade
+
+    url = f"sqlite:///{tempfile.mkdtemp(prefix='notespace-db-')}/registry.db"
+    upgrade(url)
+    return url
+
+
 def make_settings(bundle: Path, **overrides: Any) -> Settings:
+    overrides.setdefault("database_url", migrated_sqlite_url())
     return Settings(bundle_path=bundle, port=free_port(), intra_op_threads=1, **overrides)
 
 
@@ -85,3 +99,63 @@ def server(tiny_bundle: Path) -> Iterator[LiveServer]:
 def client(server: LiveServer) -> Iterator[httpx.Client]:
     with server.client() as c:
         yield c
+
+
+# -- databases: every registry test runs on SQLite and on the machine's real PostgreSQL -------
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "NOTESPACE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@contextmanager
+def scratch_postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test; dropped afterwards."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"notespace_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        if os.environ.get("CI"):
+            raise  # CI must test PostgreSQL for real
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}")
+    try:
+        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/registry.db"
+    else:
+        with scratch_postgres_database() as url:
+            yield url
+
+
+@pytest.fixture()
+def database_url(empty_database_url: str) -> str:
+    from service.registry.database import upgrade
+
+    upgrade(empty_database_url)
+    return empty_database_url
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_v2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second version of the tiny model: same name, different weights."""
+    from training.export import export_bundle
+
+    base = build_tiny_encoder(tmp_path_factory.mktemp("tiny-base-v2") / "tiny-bert", seed=1)
+    out = tmp_path_factory.mktemp("bundles-v2") / "tiny-v2"
+    export_bundle(base, out, name="tiny", version="2", max_tokens=TINY_WINDOW_TOKENS)
+    return out

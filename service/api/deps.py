@@ -9,6 +9,8 @@ from fastapi import Depends, Request
 from service.errors import NotReady
 from service.inference.engine import EmbeddingEngine
 from service.metrics import ServiceMetrics
+from service.registry.models import ModelRegistry
+from service.serving import ModelSwitcher
 from service.settings import Settings
 
 
@@ -32,3 +34,17 @@ def get_engine(request: Request) -> EmbeddingEngine:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 EngineDep = Annotated[EmbeddingEngine, Depends(get_engine)]
+
+
+def get_registry(request: Request) -> ModelRegistry:
+    registry: ModelRegistry = request.state.registry
+    return registry
+
+
+def get_switcher(request: Request) -> ModelSwitcher:
+    switcher: ModelSwitcher = request.state.switcher
+    return switcher
+
+
+RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
+SwitcherDep = Annotated[ModelSwitcher, Depends(get_switcher)]

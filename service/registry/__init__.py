@@ -1,0 +1,1 @@
+"""The registry database: typed tables, migrations check, and repositories."""

@@ -1,0 +1,73 @@
+"""SQLAlchemy 2.0 typed tables. Each later table (notes, API keys, audit) gets its own migration."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, CheckConstraint, DateTime, Index, String, UniqueConstraint, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# JSONB on PostgreSQL (indexable, compact), plain JSON elsewhere.
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: DateTime(timezone=True),
+        dict[str, Any]: JsonType,
+    }
+
+
+class ModelStatus(StrEnum):
+    STAGED = "staged"
+    ACTIVE = "active"
+    RETIRED = "retired"
+
+
+class ModelVersion(Base):
+    """One registered bundle. At most one `active` row per model name (a partial unique index)."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("name", "version", name="uq_model_versions_name_version"),
+        CheckConstraint(
+            "status IN ('staged', 'active', 'retired')", name="ck_model_versions_status"
+        ),
+        Index(
+            "uq_model_versions_one_active",
+            "name",
+            unique=True,
+            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default=ModelStatus.STAGED.value)
+    objective: Mapped[str] = mapped_column(String(64))
+    base_model: Mapped[str] = mapped_column(String(256))
+    embedding_dim: Mapped[int]
+    max_tokens: Mapped[int]
+    precision: Mapped[str] = mapped_column(String(16))
+    bundle_path: Mapped[str] = mapped_column(String(1024))
+    bundle_sha256: Mapped[str] = mapped_column(String(64))
+    training_config: Mapped[dict[str, Any] | None]
+    data_fingerprint: Mapped[str | None] = mapped_column(String(128))
+    eval_metrics: Mapped[dict[str, Any] | None]
+    registered_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    activated_at: Mapped[datetime | None]
+    retired_at: Mapped[datetime | None]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
