@@ -10,12 +10,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import faiss
 from fastapi import FastAPI
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api import embed, health, models, openai_compat
+from service.api import embed, health, models, notes, openai_compat
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.errors import install_error_handlers
 from service.bundle import BundleError
@@ -23,8 +24,11 @@ from service.errors import NotespaceError
 from service.inference.batcher import Batcher
 from service.inference.engine import EmbeddingEngine
 from service.metrics import ServiceMetrics
+from service.note_index import NoteIndexes, manager_config
+from service.notes import NoteService
 from service.registry.database import SchemaError, check_schema, make_engine
 from service.registry.models import ModelRegistry
+from service.registry.notes import NoteStore
 from service.serving import ModelSwitcher, StartupError, load_runtime, resolve_serving_version
 from service.settings import Settings
 
@@ -69,16 +73,22 @@ class Resources:
     engine: EmbeddingEngine
     batcher: Batcher
     switcher: ModelSwitcher
+    indexes: NoteIndexes
+    notes: NoteService
 
 
 def build_resources(settings: Settings, metrics: ServiceMetrics) -> Resources:
     """Check the schema, choose the model from the registry, load and warm it, start inference."""
+    faiss.omp_set_num_threads(settings.index_threads)  # process-wide, so set by the app
     db = make_engine(settings.database_url)
     try:
         check_schema(db)
         registry = ModelRegistry(db)
         row = resolve_serving_version(registry, settings)
         runtime = load_runtime(row, settings)
+        store = NoteStore(db, store_text=settings.store_note_text)
+        indexes = NoteIndexes(store, manager_config(settings))
+        indexes.open(row.id, row.ref, runtime.manifest.embedding_dim)
     except (SchemaError, StartupError, BundleError, NotespaceError) as exc:
         db.dispose()
         log.critical("cannot start: %s", exc)
@@ -92,7 +102,9 @@ def build_resources(settings: Settings, metrics: ServiceMetrics) -> Resources:
     batcher.start()
     engine = EmbeddingEngine(runtime, batcher, settings, metrics)
     log.info("serving %s (dim %d)", row.ref, runtime.manifest.embedding_dim)
-    return Resources(db, registry, engine, batcher, ModelSwitcher(registry, engine, settings))
+    switcher = ModelSwitcher(registry, engine, settings, indexes, store)
+    notes = NoteService(store, indexes, engine)
+    return Resources(db, registry, engine, batcher, switcher, indexes, notes)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -109,10 +121,12 @@ def create_app(settings: Settings) -> FastAPI:
                 "engine": res.engine,
                 "registry": res.registry,
                 "switcher": res.switcher,
+                "notes": res.notes,
             }
         finally:
             follower.cancel()
             await run_in_threadpool(res.batcher.stop)
+            await run_in_threadpool(res.indexes.close)  # checkpoint: a faster next start
             res.db.dispose()
 
     app = FastAPI(
@@ -126,6 +140,12 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
-    for router in (embed.router, openai_compat.router, models.router, health.router):
+    for router in (
+        embed.router,
+        openai_compat.router,
+        notes.router,
+        models.router,
+        health.router,
+    ):
         app.include_router(router)
     return app

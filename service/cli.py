@@ -58,8 +58,10 @@ db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 models_app = typer.Typer(
     help="The model registry: register, list, promote, retire.", no_args_is_help=True
 )
+index_app = typer.Typer(help="Note vector indexes: rebuild and statistics.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
+app.add_typer(index_app, name="index")
 
 DatabaseOption = Annotated[
     str | None, typer.Option("--database-url", help="[env NOTESPACE_DATABASE_URL]")
@@ -214,6 +216,67 @@ def models_retire(
     reg = registry(database_url)
     row = _registry_call(lambda: reg.retire(ref))
     typer.echo(f"{row.ref} is retired")
+
+
+@index_app.command("rebuild")
+def index_rebuild(
+    model: Annotated[
+        str | None, typer.Option("--model", help="NAME@VERSION or id [default: the active model]")
+    ] = None,
+    batch_notes: Annotated[int, typer.Option(help="notes embedded per step")] = 64,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Re-embed stored notes with a model version and write its index snapshot.
+
+    Runs beside a serving service (it only adds vectors for that version); a promotion can
+    then wait for the index to be complete.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from service.index_rebuild import rebuild_index
+
+    settings = _settings(**({"database_url": database_url} if database_url else {}))
+    reg = registry(database_url)
+    row = _registry_call(lambda: reg.get(model) if model else reg.active(settings.model_name))
+    if row is None:
+        raise _fail("no active model; name one with --model NAME@VERSION")
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    ) as progress:
+        task = progress.add_task(f"embedding notes for {row.ref}", total=None)
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        result = _registry_call(lambda: rebuild_index(settings, row, batch_notes, report))
+    typer.echo(
+        f"{row.ref}: embedded {result.embedded} notes, index holds {result.index_rows} of "
+        f"{result.live_notes} notes (watermark {result.watermark})"
+    )
+    if result.without_text:
+        raise _fail(
+            f"{result.without_text} notes were stored without text and could not be "
+            "re-embedded; send them again through POST /notes"
+        )
+
+
+@index_app.command("stats")
+def index_stats(database_url: DatabaseOption = None) -> None:
+    """Per model version: stored notes, vectors, snapshot watermark."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from service.index_rebuild import coverage_report
+
+    settings = _settings(**({"database_url": database_url} if database_url else {}))
+    reg = registry(database_url)
+    table = Table("model", "status", "live notes", "vectors", "coverage", "snapshot")
+    for line in coverage_report(settings, reg.list()):
+        table.add_row(*line)
+    Console().print(table)
 
 
 def _load_plugins() -> None:

@@ -16,7 +16,9 @@ from starlette.concurrency import run_in_threadpool
 from service.bundle import BundleError, load_bundle
 from service.errors import NotespaceError
 from service.inference.engine import EmbeddingEngine, ModelRuntime
+from service.note_index import NoteIndexes
 from service.registry.models import ModelConflict, ModelRegistry, bundle_digest
+from service.registry.notes import NoteStore
 from service.registry.tables import ModelVersion
 from service.settings import Settings
 
@@ -62,31 +64,50 @@ def load_runtime(row: ModelVersion, settings: Settings) -> ModelRuntime:
             f"bundle at {row.bundle_path} is not the one registered as {row.ref} "
             "(manifest sha256 differs)"
         )
-    runtime = ModelRuntime.load(bundle, settings)
+    runtime = ModelRuntime.load(bundle, settings, version_id=row.id)
     if settings.warmup:
         runtime.warm_up()
     return runtime
 
 
+def check_index_coverage(store: NoteStore, row: ModelVersion, *, force: bool) -> None:
+    """Refuse to promote a version whose index would miss stored notes (unless forced)."""
+    live, covered = store.counts(row.id)
+    if covered < live and not force:
+        raise ModelConflict(
+            f"the index for {row.ref} covers {covered} of {live} stored notes; run "
+            f"`notespace index rebuild --model {row.ref}` first, or promote with force"
+        )
+
+
 class ModelSwitcher:
     def __init__(
-        self, registry: ModelRegistry, engine: EmbeddingEngine, settings: Settings
+        self,
+        registry: ModelRegistry,
+        engine: EmbeddingEngine,
+        settings: Settings,
+        indexes: NoteIndexes,
+        store: NoteStore,
     ) -> None:
         self._registry = registry
         self._engine = engine
         self._settings = settings
+        self._indexes = indexes
+        self._store = store
         self._lock = asyncio.Lock()
 
     @property
     def serving_name(self) -> str:
         return self._settings.model_name or self._engine.manifest.name
 
-    async def promote(self, ref: str) -> ModelVersion:
+    async def promote(self, ref: str, *, force: bool = False) -> ModelVersion:
         """Promote `ref` in the registry and, if it is the model this service serves, swap."""
         async with self._lock:
             row = await run_in_threadpool(self._registry.get, ref)
             if row.status == "retired":
                 raise ModelConflict(f"{row.ref} is retired and cannot be promoted")
+            if self._settings.promote_requires_complete_index:
+                await run_in_threadpool(check_index_coverage, self._store, row, force=force)
             runtime = None
             if row.name == self.serving_name:
                 runtime = await self._load(row)
@@ -109,6 +130,8 @@ class ModelSwitcher:
                 log.error("registry sync failed (%s)", type(exc).__name__)
 
     async def sync_once(self) -> None:
+        await run_in_threadpool(self._indexes.catch_up_all)  # writes by other processes
+        await run_in_threadpool(self._indexes.snapshot_due)
         async with self._lock:
             active = await run_in_threadpool(self._registry.active, self.serving_name)
             if active is None or active.ref == self._engine.manifest.ref:
@@ -122,14 +145,8 @@ class ModelSwitcher:
             raise ModelLoadFailed(
                 f"cannot load {row.ref}: {exc}; still serving {self._engine.manifest.ref}"
             ) from None
-        if self._engine.manifest.embedding_dim != runtime.manifest.embedding_dim:
-            log.warning(
-                "%s has dim %d, %s had %d",
-                row.ref,
-                runtime.manifest.embedding_dim,
-                self._engine.manifest.ref,
-                self._engine.manifest.embedding_dim,
-            )
+        # Its own index (vectors of different models never mix), ready before traffic moves.
+        await run_in_threadpool(self._indexes.open, row.id, row.ref, runtime.manifest.embedding_dim)
         return runtime
 
     def _swap(self, runtime: ModelRuntime) -> None:

@@ -28,6 +28,20 @@ class Settings(BaseSettings):
     # How often the service looks for a promotion made elsewhere (CLI, another replica).
     registry_poll_s: float = Field(default=5.0, gt=0)
 
+    # Notes and search. Text storage lets a newly promoted model re-embed every note; trusts
+    # that forbid a copy of the text turn it off (a rebuild then needs the notes re-sent).
+    store_note_text: bool = True
+    index_dir: Path = Path("var/index")
+    index_kind: Literal["auto", "flat", "hnsw"] = "auto"
+    index_hnsw_min_rows: int = Field(default=50_000, ge=1)
+    index_snapshot_every_writes: int = Field(default=10_000, ge=0)
+    index_snapshot_every_s: float = Field(default=300.0, ge=0)
+    max_search_k: int = Field(default=100, ge=1)
+    # FAISS's OpenMP threads: one measured fastest on small servers (bench/index_bench.py).
+    index_threads: int = Field(default=1, ge=1)
+    # Promotion refuses a version whose index does not yet cover every stored note.
+    promote_requires_complete_index: bool = True
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 

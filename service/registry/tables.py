@@ -6,7 +6,20 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, CheckConstraint, DateTime, Index, String, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -71,3 +84,59 @@ class ModelVersion(Base):
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
+
+
+class Note(Base):
+    """One clinical note, keyed by the client's note id. `id` is the vector-index row key.
+
+    A deleted note keeps its row (text and metadata cleared) so its id is never reused.
+    """
+
+    __tablename__ = "notes"
+    __table_args__ = (
+        Index("ix_notes_category", "category"),
+        Index("ix_notes_note_time", "note_time"),
+        Index("ix_notes_source", "source"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    note_key: Mapped[str] = mapped_column(String(256), unique=True)
+    text: Mapped[str | None] = mapped_column(Text)  # None when text storage is off, or deleted
+    text_sha256: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str | None] = mapped_column(String(128))
+    note_time: Mapped[datetime | None]
+    source: Mapped[str | None] = mapped_column(String(128))
+    extra: Mapped[dict[str, Any] | None] = mapped_column("metadata")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None]
+
+
+class NoteVector(Base):
+    """A note's vector under one model version. `seq` orders every change for index replay;
+    a deletion leaves a tombstone (vector NULL) with its own `seq`."""
+
+    __tablename__ = "note_vectors"
+    __table_args__ = (Index("ix_note_vectors_model_seq", "model_version_id", "seq", unique=True),)
+
+    note_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("notes.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(BigInteger)
+    vector: Mapped[bytes | None] = mapped_column(LargeBinary)
+    text_sha256: Mapped[str] = mapped_column(String(64))
+
+
+class IndexSequence(Base):
+    """A single-row counter. Writers bump it inside their transaction, so the row lock orders
+    commits and sequence numbers the same way (a plain SEQUENCE would not)."""
+
+    __tablename__ = "index_sequence"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,143 @@
+"""Indexing (/notes) and nearest-neighbour search (/search). Responses carry note ids, scores
+and metadata, never note text or vectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from service.api.deps import SettingsDep
+from service.api.embed import ERRORS
+from service.api.schemas import (
+    IndexNotesRequest,
+    IndexNotesResponse,
+    NoteMetadata,
+    SearchRequest,
+    SearchResponse,
+    validate_texts,
+)
+from service.errors import BadRequest, NotFound, PayloadTooLarge
+from service.notes import NoteService
+from service.registry.notes import NoteFilters, NoteInput, NoteMeta
+
+router = APIRouter(tags=["notes"])
+NOTE_ERRORS = {**ERRORS, 404: ERRORS[400], 409: ERRORS[400]}
+
+
+def _service(request: Request) -> NoteService:
+    service: NoteService = request.state.notes
+    return service
+
+
+def _meta(note: NoteMeta) -> dict[str, Any]:
+    return {
+        "id": note.key,
+        "category": note.category,
+        "time": note.note_time,
+        "source": note.source,
+        "metadata": note.extra,
+        "created_at": note.created_at,
+        "updated_at": note.updated_at,
+    }
+
+
+@router.post("/notes", response_model=IndexNotesResponse, responses=NOTE_ERRORS)
+async def index_notes(
+    body: IndexNotesRequest, request: Request, settings: SettingsDep
+) -> dict[str, Any]:
+    """Embed with the serving model and store: an idempotent upsert by note id. Answers only
+    after the database commit."""
+    validate_texts([n.text for n in body.notes], settings, "notes")
+    seen: set[str] = set()
+    for i, note in enumerate(body.notes):
+        if note.id in seen:
+            raise BadRequest(
+                f"notes[{i}].id repeats an earlier id in this batch", param=f"notes[{i}].id"
+            )
+        seen.add(note.id)
+    inputs = [
+        NoteInput(
+            key=n.id,
+            text=n.text,
+            category=n.category,
+            note_time=n.time,
+            source=n.source,
+            extra=n.metadata,
+        )
+        for n in body.notes
+    ]
+    outcome, manifest = await _service(request).upsert(inputs)
+    return {
+        "model": {"name": manifest.name, "version": manifest.version},
+        "results": [
+            {"id": n.key, "status": status}
+            for n, status in zip(inputs, outcome.statuses, strict=True)
+        ],
+    }
+
+
+@router.get("/notes/{note_id:path}", response_model=NoteMetadata, responses=NOTE_ERRORS)
+async def get_note(note_id: str, request: Request) -> dict[str, Any]:
+    """A note's metadata (never its text)."""
+    note = await run_in_threadpool(_service(request).store.get, note_id)
+    if note is None:
+        raise NotFound("no such note", param="id")
+    return _meta(note)
+
+
+@router.delete("/notes/{note_id:path}", responses=NOTE_ERRORS)
+async def delete_note(note_id: str, request: Request) -> dict[str, Any]:
+    """Delete a note: its text, metadata and vectors are removed; searches stop finding it."""
+    await _service(request).delete(note_id)
+    return {"id": note_id, "deleted": True}
+
+
+@router.post("/search", response_model=SearchResponse, responses=NOTE_ERRORS)
+async def search(body: SearchRequest, request: Request, settings: SettingsDep) -> dict[str, Any]:
+    """Nearest notes to a free-text query or to an indexed note, optionally filtered."""
+    if (body.query is None) == (body.note_id is None):
+        raise BadRequest("give exactly one of query or note_id", param="query")
+    if body.query is not None:
+        validate_texts([body.query], settings, "query")
+    if not 1 <= body.k <= settings.max_search_k:
+        raise (PayloadTooLarge if body.k > 0 else BadRequest)(
+            f"k must be between 1 and {settings.max_search_k}", param="k"
+        )
+    f = body.filters
+    if f is not None and f.time_from and f.time_to and f.time_from > f.time_to:
+        raise BadRequest("filters.time_from is after filters.time_to", param="filters.time_from")
+    filters = NoteFilters(
+        categories=f.categories if f else None,
+        sources=f.sources if f else None,
+        time_from=f.time_from if f else None,
+        time_to=f.time_to if f else None,
+        metadata=f.metadata if f else None,
+    )
+    hits, manifest = await _service(request).search(
+        text=body.query, note_key=body.note_id, k=body.k, filters=filters
+    )
+    return {
+        "model": {"name": manifest.name, "version": manifest.version},
+        "results": [{**_meta(h.note), "score": h.score} for h in hits],
+    }
+
+
+@router.get("/index/stats", responses=NOTE_ERRORS)
+async def index_stats(request: Request) -> dict[str, Any]:
+    """The serving model's index: rows, stored notes it covers, kind, watermark, memory."""
+    service = _service(request)
+    runtime, index = service.serving()
+    assert runtime.version_id is not None
+    live, covered = await run_in_threadpool(service.store.counts, runtime.version_id)
+    stats = index.stats()
+    return {
+        "model": runtime.manifest.ref,
+        "live_notes": live,
+        "notes_with_vectors": covered,
+        "index_rows": stats.live_rows,
+        "kind": stats.kind,
+        "sequence_watermark": index.sequence_watermark,
+        "memory_bytes": stats.faiss_bytes + stats.id_map_bytes,
+    }

@@ -1,0 +1,1 @@
+"""Vector index: the `VectorIndex` seam, its FAISS implementation, snapshots and replay."""

@@ -1,0 +1,158 @@
+"""Kill -9 the service while a client indexes, restart, and check nothing acknowledged is lost
+or duplicated. Used by the CI test (a few cycles) and bench/crash_cycles.py (hundreds)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.tiny_model import synthetic_corpus
+
+NOTESPACE = str(Path(sys.executable).with_name("notespace"))
+
+
+@dataclass
+class CrashState:
+    acked: dict[str, str] = field(default_factory=dict)  # note id → text last acknowledged
+    # The batch in flight when the server died may or may not have committed: its texts are
+    # allowed as a note's current text too (committed-but-unacknowledged is not a loss).
+    unacked: dict[str, str] = field(default_factory=dict)
+    cycles: int = 0
+    acked_during_cycles: list[int] = field(default_factory=list)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [NOTESPACE, "serve", "--port", str(port), "--log-level", "warning"],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"service exited with {proc.returncode} during start-up")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("service did not become ready")
+
+
+def _writer(url: str, state: CrashState, cycle: int, stop: threading.Event, seed: int) -> None:
+    rng = random.Random(seed)
+    texts = synthetic_corpus(400, seed=seed)
+    n = 0
+    with httpx.Client(base_url=url, timeout=10) as client:
+        while not stop.is_set():
+            batch = []
+            for _ in range(3):
+                if state.acked and rng.random() < 0.2:  # re-send or change an acked note
+                    key = rng.choice(list(state.acked))
+                    text = state.acked[key] if rng.random() < 0.5 else rng.choice(texts)
+                else:
+                    key, text = f"c{cycle}-n{n}", rng.choice(texts) + f" marker {cycle} {n}"
+                    n += 1
+                batch.append({"id": key, "text": text})
+            unique = {b["id"]: b for b in batch}
+            try:
+                r = client.post("/notes", json={"notes": list(unique.values())})
+            except httpx.TransportError:
+                # The server died mid-request: this batch was never acknowledged.
+                state.unacked.update({k: b["text"] for k, b in unique.items()})
+                return
+            if r.status_code == 200:
+                for b in unique.values():
+                    state.acked[b["id"]] = b["text"]
+                    state.unacked.pop(b["id"], None)
+
+
+def verify(url: str, state: CrashState) -> None:
+    """Every acknowledged note is stored, indexed once, and found first by its own text."""
+    with httpx.Client(base_url=url, timeout=30) as client:
+        stats = client.get("/index/stats").json()
+        assert stats["index_rows"] == stats["live_notes"] == stats["notes_with_vectors"], stats
+        assert stats["live_notes"] >= len(state.acked), stats
+        for key, text in state.acked.items():
+            meta = client.get(f"/notes/{key}")
+            assert meta.status_code == 200, key
+            candidates = [text] + ([state.unacked[key]] if key in state.unacked else [])
+            assert any(_found_by(client, key, t) for t in candidates), key
+
+
+def _found_by(client: httpx.Client, key: str, text: str) -> bool:
+    hits = client.post("/search", json={"query": text, "k": 3}).json()["results"]
+    ids = [h["id"] for h in hits]
+    assert len(ids) == len(set(ids)), "a note appears twice in the index"
+    # Identical texts tie at score 1; the note must be among the exact matches.
+    exact = [h["id"] for h in hits if h["score"] > 0.999]
+    return key in exact or len(exact) == 3
+
+
+def run_cycles(
+    bundle: Path, database_url: str, index_dir: Path, cycles: int, seed: int = 0
+) -> CrashState:
+    env = {
+        "NOTESPACE_BUNDLE_PATH": str(bundle),
+        "NOTESPACE_DATABASE_URL": database_url,
+        "NOTESPACE_INDEX_DIR": str(index_dir),
+        "NOTESPACE_INTRA_OP_THREADS": "1",
+        "NOTESPACE_WARMUP": "false",
+        # Checkpoint often, so kills land before, during and after snapshot writes.
+        "NOTESPACE_INDEX_SNAPSHOT_EVERY_WRITES": "7",
+    }
+    rng = random.Random(seed)
+    state = CrashState()
+    for cycle in range(cycles):
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = _start(env, port)
+        try:
+            _wait_ready(proc, url)
+            verify(url, state)  # what earlier cycles acknowledged survived this restart
+            before = len(state.acked)
+            stop = threading.Event()
+            writer = threading.Thread(target=_writer, args=(url, state, cycle, stop, seed + cycle))
+            writer.start()
+            time.sleep(rng.uniform(0.3, 1.5))
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            stop.set()
+            writer.join(15)
+            state.acked_during_cycles.append(len(state.acked) - before)
+            state.cycles += 1
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    port = _free_port()
+    proc = _start(env, port)
+    try:
+        _wait_ready(proc, f"http://127.0.0.1:{port}")
+        verify(f"http://127.0.0.1:{port}", state)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    return state
