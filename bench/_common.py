@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.subprocess_server import ServiceProcess as _TestServiceProcess
 
 MTSAMPLES = Path(__file__).resolve().parents[1].parent / "shared/data/mtsamples/mtsamples.csv"
 
@@ -50,56 +51,29 @@ def cut_to_tokens(texts: list[str], tokenizer_file: Path, tokens: int) -> list[s
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ServiceProcess:
-    """`notespace serve` in its own process, as it runs in production."""
+class ServiceProcess(_TestServiceProcess):
+    """The service on a bundle, in its own process, ready on entry."""
 
     def __init__(self, bundle: Path, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        exe = Path(sys.executable).with_name("notespace")
-        self.proc = subprocess.Popen(
-            [
-                str(exe),
-                "serve",
-                "--bundle",
-                str(bundle),
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-            ],
-            env={**os.environ, **env},
-        )
+        super().__init__({"NOTESPACE_BUNDLE_PATH": str(bundle), **env})
 
-    def __enter__(self) -> ServiceProcess:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("service exited during start-up")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("service did not become ready")
 
-    def __exit__(self, *exc: Any) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
+def proc_memory_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory now (VmRSS) or its peak so far (VmHWM), in MB."""
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
-    def rss_mb(self) -> float:
-        with open(f"/proc/{self.proc.pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return float("nan")
+
+def notes_payload(batch: list[str]) -> dict[str, Any]:
+    return {"notes": batch}
+
+
+def openai_payload(model: str) -> Callable[[list[str]], dict[str, Any]]:
+    """The OpenAI embeddings body, for peers (infinity) and our /v1/embeddings alike."""
+    return lambda batch: {"input": batch, "model": model}
 
 
 @dataclass
@@ -112,7 +86,11 @@ class LoadResult:
 
 
 async def drive(
-    url: str, batches: list[list[str]], concurrency: int, path: str = "/embed"
+    url: str,
+    batches: list[list[str]],
+    concurrency: int,
+    path: str = "/embed",
+    payload: Callable[[list[str]], dict[str, Any]] = notes_payload,
 ) -> LoadResult:
     """Closed-loop load: `concurrency` clients each send their next batch when one returns."""
     queue: asyncio.Queue[list[str]] = asyncio.Queue()
@@ -130,7 +108,7 @@ async def drive(
             except asyncio.QueueEmpty:
                 return
             started = time.perf_counter()
-            r = await http.post(path, json={"notes": batch})
+            r = await http.post(path, json=payload(batch))
             latencies.append(time.perf_counter() - started)
             if r.status_code == 200:
                 notes += len(batch)

@@ -11,14 +11,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import faiss
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api import embed, health, models, notes, openai_compat
+from service.api import classify, embed, health, models, notes, openai_compat
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.errors import install_error_handlers
+from service.api.security import AuditMiddleware, SecurityContext, require
+from service.audit import AuditLog
 from service.bundle import BundleError
 from service.errors import NotespaceError
 from service.inference.batcher import Batcher
@@ -29,6 +31,7 @@ from service.notes import NoteService
 from service.registry.database import SchemaError, check_schema, make_engine
 from service.registry.models import ModelRegistry
 from service.registry.notes import NoteStore
+from service.security import KeyScope, KeyStore, QuotaLimiter
 from service.serving import ModelSwitcher, StartupError, load_runtime, resolve_serving_version
 from service.settings import Settings
 
@@ -75,6 +78,8 @@ class Resources:
     switcher: ModelSwitcher
     indexes: NoteIndexes
     notes: NoteService
+    security: SecurityContext
+    audit: AuditLog
 
 
 def build_resources(settings: Settings, metrics: ServiceMetrics) -> Resources:
@@ -104,7 +109,16 @@ def build_resources(settings: Settings, metrics: ServiceMetrics) -> Resources:
     log.info("serving %s (dim %d)", row.ref, runtime.manifest.embedding_dim)
     switcher = ModelSwitcher(registry, engine, settings, indexes, store)
     notes = NoteService(store, indexes, engine)
-    return Resources(db, registry, engine, batcher, switcher, indexes, notes)
+    security = SecurityContext(settings.auth_enabled, KeyStore(db), QuotaLimiter())
+    if not security.enabled:
+        log.warning(
+            "AUTH IS OFF: no API key is needed. Allowed only because the service binds to "
+            "loopback (%s); set NOTESPACE_AUTH=on for anything but a local trial",
+            settings.host,
+        )
+    audit = AuditLog(db)
+    audit.start()
+    return Resources(db, registry, engine, batcher, switcher, indexes, notes, security, audit)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -122,9 +136,12 @@ def create_app(settings: Settings) -> FastAPI:
                 "registry": res.registry,
                 "switcher": res.switcher,
                 "notes": res.notes,
+                "security": res.security,
+                "audit_log": res.audit,
             }
         finally:
             follower.cancel()
+            await run_in_threadpool(res.audit.stop)
             await run_in_threadpool(res.batcher.stop)
             await run_in_threadpool(res.indexes.close)  # checkpoint: a faster next start
             res.db.dispose()
@@ -138,14 +155,14 @@ def create_app(settings: Settings) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_error_handlers(app)
+    app.add_middleware(AuditMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
-    for router in (
-        embed.router,
-        openai_compat.router,
-        notes.router,
-        models.router,
-        health.router,
-    ):
-        app.include_router(router)
+    # Scopes per router; the notes and health routers set theirs per route.
+    app.include_router(embed.router, dependencies=[Depends(require(KeyScope.EMBED))])
+    app.include_router(classify.router, dependencies=[Depends(require(KeyScope.CLASSIFY))])
+    app.include_router(openai_compat.router, dependencies=[Depends(require(KeyScope.EMBED))])
+    app.include_router(models.router, dependencies=[Depends(require(KeyScope.ADMIN))])
+    app.include_router(notes.router)
+    app.include_router(health.router)
     return app

@@ -40,6 +40,23 @@ class ExportParity(BaseModel):
     tolerance_min_cosine: float
 
 
+class PrecisionCheck(BaseModel):
+    """How closely a reduced-precision graph (int8, fp16) reproduces its fp32 graph on notes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    precision: Literal["fp16", "int8"]
+    notes: int = Field(ge=1)
+    min_cosine: float
+    mean_cosine: float
+    neighbour_k: int = Field(ge=0, description="0 when too few notes to rank neighbours")
+    neighbour_overlap: float | None = Field(
+        description="mean share of each note's top-k fp32 neighbours the reduced graph keeps"
+    )
+    tolerance_min_cosine: float
+    tolerance_min_overlap: float | None
+
+
 class Manifest(BaseModel):
     """Everything the service needs to know about a bundle, and its lineage."""
 
@@ -58,6 +75,7 @@ class Manifest(BaseModel):
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     files: dict[str, str] = Field(description="file name -> sha256 hex digest")
     parity: ExportParity | None = None
+    precision_check: PrecisionCheck | None = None
     labels: list[str] | None = None
     data_fingerprint: str | None = None
     training_config: dict[str, Any] | None = None

@@ -61,7 +61,11 @@ models_app = typer.Typer(
 index_app = typer.Typer(help="Note vector indexes: rebuild and statistics.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(models_app, name="models")
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail, for information governance.", no_args_is_help=True)
 app.add_typer(index_app, name="index")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 
 DatabaseOption = Annotated[
     str | None, typer.Option("--database-url", help="[env NOTESPACE_DATABASE_URL]")
@@ -199,10 +203,21 @@ def models_show(
 @models_app.command("promote")
 def models_promote(
     ref: Annotated[str, typer.Argument(help="id or NAME@VERSION")],
+    force: Annotated[
+        bool, typer.Option(help="promote even if its index misses stored notes")
+    ] = False,
     database_url: DatabaseOption = None,
 ) -> None:
-    """Make a version active; running services switch to it within their poll interval."""
+    """Make a version active; running services switch to it within their poll interval.
+    Refused while the version's index misses stored notes, unless --force."""
+    from service.registry.database import make_engine
+    from service.registry.notes import NoteStore
+    from service.serving import check_index_coverage
+
     reg = registry(database_url)
+    store = NoteStore(make_engine(_database_url(database_url)), store_text=True)
+    target = _registry_call(lambda: reg.get(ref))
+    _registry_call(lambda: check_index_coverage(store, target, force=force))
     row = _registry_call(lambda: reg.promote(ref))
     typer.echo(f"{row.ref} is active")
 
@@ -277,6 +292,128 @@ def index_stats(database_url: DatabaseOption = None) -> None:
     for line in coverage_report(settings, reg.list()):
         table.add_row(*line)
     Console().print(table)
+
+
+def _key_store(database_url: str | None) -> Any:
+    from service.security import KeyStore
+
+    registry(database_url)  # exits clearly on an un-migrated database
+    from service.registry.database import make_engine
+
+    return KeyStore(make_engine(_database_url(database_url)))
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="who or what uses the key, e.g. epr-integration")],
+    scopes: Annotated[
+        str, typer.Option(help="comma-separated: embed, classify, search, index, admin")
+    ],
+    requests_per_minute: Annotated[int | None, typer.Option(min=1)] = None,
+    tokens_per_minute: Annotated[int | None, typer.Option(min=1)] = None,
+    created_by: Annotated[str | None, typer.Option("--by", help="[default: OS user]")] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create a key. It is printed once and only its hash is stored: keep it safe."""
+    import getpass
+
+    from service.security import parse_scopes
+
+    try:
+        scope_list = parse_scopes(scopes)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    created = _key_store(database_url).create(
+        name,
+        scope_list,
+        created_by or getpass.getuser(),
+        requests_per_minute=requests_per_minute,
+        tokens_per_minute=tokens_per_minute,
+    )
+    typer.echo(created.key)
+    typer.secho(
+        f"key {created.row.key_id} ({name}; scopes {created.row.scopes}) - shown once, "
+        "store it now",
+        err=True,
+        fg="yellow",
+    )
+
+
+@keys_app.command("list")
+def keys_list(database_url: DatabaseOption = None) -> None:
+    """List keys (ids, names, scopes, quotas, state); never the keys themselves."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("key id", "name", "scopes", "quota", "created", "state")
+    for k in _key_store(database_url).list():
+        quota = ", ".join(
+            q
+            for q in (
+                f"{k.requests_per_minute} req/min" if k.requests_per_minute else "",
+                f"{k.tokens_per_minute} tok/min" if k.tokens_per_minute else "",
+            )
+            if q
+        )
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        table.add_row(
+            k.key_id, k.name, k.scopes, quota, f"{k.created_at:%Y-%m-%d} by {k.created_by}", state
+        )
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="the key id shown by `keys list`")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Revoke a key; running services refuse it from the next request."""
+    row = _key_store(database_url).revoke(key_id)
+    if row is None:
+        raise _fail(f"no key with id {key_id}")
+    typer.echo(f"key {row.key_id} ({row.name}) revoked")
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path | None, typer.Option(help="file to write [default: stdout]")] = None,
+    output_format: Annotated[str, typer.Option("--format", help="csv or jsonl")] = "csv",
+    since: Annotated[str | None, typer.Option(help="ISO time, inclusive")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO time, exclusive")] = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Export audit entries: who, when, what action, how many items, which model, result ids."""
+    import csv
+    import json
+    import sys
+    from datetime import datetime
+
+    from service.audit import EXPORT_FIELDS, AuditLog, export_rows
+    from service.registry.database import make_engine
+
+    if output_format not in ("csv", "jsonl"):
+        raise typer.BadParameter("format must be csv or jsonl")
+    try:
+        start = datetime.fromisoformat(since) if since else None
+        end = datetime.fromisoformat(until) if until else None
+    except ValueError as exc:
+        raise typer.BadParameter(f"--since/--until must be ISO times: {exc}") from None
+    registry(database_url)
+    log = AuditLog(make_engine(_database_url(database_url)))
+    rows = export_rows(log.entries(start, end))
+    handle = out.open("w", newline="", encoding="utf-8") if out else sys.stdout
+    try:
+        if output_format == "jsonl":
+            for row in rows:
+                handle.write(json.dumps(row) + "\n")
+        else:
+            writer = csv.DictWriter(handle, fieldnames=list(EXPORT_FIELDS))
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({**row, "note_ids": " ".join(row["note_ids"] or [])})  # type: ignore[arg-type]
+    finally:
+        if out:
+            handle.close()
 
 
 def _load_plugins() -> None:

@@ -11,6 +11,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LongNotePolicy = Literal["chunk", "truncate", "reject"]
 Device = Literal["cpu", "cuda", "auto"]
+# Which runtime executes the bundle's ONNX graph: ONNX Runtime (always installed) or the
+# OpenVINO runtime (optional extra `notespace[openvino]`, CPU only).
+Runtime = Literal["onnxruntime", "openvino"]
+# Arithmetic precision on CPU. bf16 runs fp32 bundles on the CPU's bf16 units (AVX512-BF16 /
+# AMX) through OpenVINO; ONNX Runtime has no bf16 CPU kernels, so bf16 needs runtime openvino.
+CpuPrecision = Literal["fp32", "bf16"]
 
 
 class Settings(BaseSettings):
@@ -42,6 +48,10 @@ class Settings(BaseSettings):
     # Promotion refuses a version whose index does not yet cover every stored note.
     promote_requires_complete_index: bool = True
 
+    # API keys: "auto" is on whenever the service binds beyond loopback; "off" is allowed on
+    # loopback only (the quick start), "on" always.
+    auth: Literal["auto", "on", "off"] = "auto"
+
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 
@@ -50,6 +60,13 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     max_batch_tokens: int = Field(default=16384, ge=64)
     warmup: bool = True
+    runtime: Runtime = "onnxruntime"
+    cpu_precision: CpuPrecision = "fp32"
+    # ONNX Runtime's CPU memory arena keeps the peak batch's buffers for reuse; off, freed
+    # buffers go back to the allocator (lower idle memory, measured in docs/benchmarks.md).
+    ort_cpu_arena: bool = True
+    # Intra-op threads spin between ops; on a shared box that steals cores from tokenisation.
+    ort_thread_spinning: bool = True
 
     # Long notes.
     long_note_policy: LongNotePolicy = "chunk"
@@ -60,12 +77,40 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_notes_per_request: int = Field(default=256, ge=1)
     max_chars_per_note: int = Field(default=200_000, ge=1)
-    max_queue_tokens: int = Field(default=1_000_000, ge=1)
+    # About 10-20 s of work at CPU speed: more would only wait past the deadline.
+    max_queue_tokens: int = Field(default=131_072, ge=1)
+    # Requests admitted but not finished (tokenising, queued, running); beyond it, 503 at once.
+    max_pending_requests: int = Field(default=128, ge=1)
     request_deadline_ms: int = Field(default=30_000, ge=1)
     retry_after_s: int = Field(default=1, ge=1)
+
+    @property
+    def auth_enabled(self) -> bool:
+        from service.security import is_loopback
+
+        return self.auth == "on" or (self.auth == "auto" and not is_loopback(self.host))
+
+    @model_validator(mode="after")
+    def _no_open_service_beyond_loopback(self) -> Settings:
+        from service.security import is_loopback
+
+        if self.auth == "off" and not is_loopback(self.host):
+            raise ValueError(
+                f"auth is off but the service would bind to {self.host}: "
+                "auth may be off on loopback only"
+            )
+        return self
 
     @model_validator(mode="after")
     def _queue_holds_a_batch(self) -> Settings:
         if self.max_queue_tokens < self.max_batch_tokens:
             raise ValueError("max_queue_tokens must be at least max_batch_tokens")
+        return self
+
+    @model_validator(mode="after")
+    def _precision_fits_runtime(self) -> Settings:
+        if self.cpu_precision == "bf16" and self.runtime != "openvino":
+            raise ValueError("cpu_precision bf16 needs runtime openvino (ONNX Runtime has no bf16)")
+        if self.runtime == "openvino" and self.device == "cuda":
+            raise ValueError("runtime openvino serves CPU only; use onnxruntime for device cuda")
         return self

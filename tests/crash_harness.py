@@ -3,11 +3,7 @@ or duplicated. Used by the CI test (a few cycles) and bench/crash_cycles.py (hun
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -15,9 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.subprocess_server import ServiceProcess
 from tests.tiny_model import synthetic_corpus
-
-NOTESPACE = str(Path(sys.executable).with_name("notespace"))
 
 
 @dataclass
@@ -28,37 +23,6 @@ class CrashState:
     unacked: dict[str, str] = field(default_factory=dict)
     cycles: int = 0
     acked_during_cycles: list[int] = field(default_factory=list)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _start(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [NOTESPACE, "serve", "--port", str(port), "--log-level", "warning"],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"service exited with {proc.returncode} during start-up")
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("service did not become ready")
 
 
 def _writer(url: str, state: CrashState, cycle: int, stop: threading.Event, seed: int) -> None:
@@ -126,33 +90,24 @@ def run_cycles(
     rng = random.Random(seed)
     state = CrashState()
     for cycle in range(cycles):
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        proc = _start(env, port)
+        server = ServiceProcess(env)
         try:
-            _wait_ready(proc, url)
-            verify(url, state)  # what earlier cycles acknowledged survived this restart
+            server.wait_ready()
+            verify(server.url, state)  # what earlier cycles acknowledged survived this restart
             before = len(state.acked)
             stop = threading.Event()
-            writer = threading.Thread(target=_writer, args=(url, state, cycle, stop, seed + cycle))
+            writer = threading.Thread(
+                target=_writer, args=(server.url, state, cycle, stop, seed + cycle)
+            )
             writer.start()
             time.sleep(rng.uniform(0.3, 1.5))
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+            server.kill()
             stop.set()
             writer.join(15)
             state.acked_during_cycles.append(len(state.acked) - before)
             state.cycles += 1
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
-    port = _free_port()
-    proc = _start(env, port)
-    try:
-        _wait_ready(proc, f"http://127.0.0.1:{port}")
-        verify(f"http://127.0.0.1:{port}", state)
-    finally:
-        proc.terminate()
-        proc.wait(30)
+            server.stop()
+    with ServiceProcess(env) as server:
+        verify(server.url, state)
     return state

@@ -56,7 +56,7 @@ def test_same_note_same_vector_alone_or_in_batch(client: httpx.Client) -> None:
 
 def test_health_ready_info(client: httpx.Client) -> None:
     assert client.get("/health").json() == {"status": "ok"}
-    assert client.get("/ready").json() == {"status": "ready", "model": "tiny@1"}
+    assert client.get("/ready").json() == {"status": "ready"}
     info = client.get("/info").json()
     assert info["model"]["dim"] == 32 and info["model"]["max_tokens_per_window"] == 32
     assert info["model"]["providers"] == ["CPUExecutionProvider"]

@@ -7,6 +7,7 @@ usable in the lean service image where they are not installed.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -26,10 +27,29 @@ def export(
         int | None, typer.Option(help="tokens per window [default: the model's own]")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing bundle")] = False,
+    register: Annotated[
+        bool, typer.Option(help="add the bundle to the model registry (staged)")
+    ] = False,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="fp32; int8 (dynamic quantisation, CPU serving); fp16 (GPU serving). "
+            "int8/fp16 are refused when they miss the quality gate against fp32"
+        ),
+    ] = "fp32",
+    quality_notes: Annotated[
+        Path | None,
+        typer.Option(
+            help="real notes for the int8/fp16 quality gate: CSV (text or transcription "
+            "column), JSONL (text) or one note per line; int8 needs at least 20"
+        ),
+    ] = None,
 ) -> None:
     """Export a local encoder to an ONNX model bundle, refusing one that fails parity."""
+    if precision not in ("fp32", "fp16", "int8"):
+        raise typer.BadParameter("precision must be fp32, fp16 or int8", param_hint="--precision")
     try:
-        from training.export import ExportError, export_bundle
+        from training.export import ExportError, export_bundle, read_quality_notes
     except ImportError as exc:
         raise typer.BadParameter(
             f"export needs the training extra (pip install 'notespace[training]'): {exc}"
@@ -43,9 +63,13 @@ def export(
         lineage = read_lineage(base) if base is not None else None
     except TrainingError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    if lineage is not None and objective == "base":
-        objective = str(lineage.get("objective") or objective)
+    if lineage is not None and base is not None:
+        if objective == "base":
+            objective = str(lineage.get("objective") or objective)
+        # RUN_DIR/final would otherwise be named "final": name it after the run directory.
+        name = name or re.sub(r"[^A-Za-z0-9._-]+", "-", base.resolve().parent.name) or None
     try:
+        quality_texts = read_quality_notes(quality_notes) if quality_notes else None
         result = export_bundle(
             base,
             out,
@@ -55,6 +79,8 @@ def export(
             max_tokens=max_tokens,
             lineage=manifest_lineage(lineage) if lineage is not None else None,
             overwrite=overwrite,
+            precision=precision,  # type: ignore[arg-type]  # checked above
+            quality_texts=quality_texts,
         )
     except ExportError as exc:
         typer.secho(f"export failed: {exc}", fg="red", err=True)
@@ -70,6 +96,21 @@ def export(
             else ""
         )
     )
+    check = m.precision_check
+    if check is not None:
+        typer.echo(
+            f"{check.precision}: min cosine to fp32 {check.min_cosine:.5f} (mean "
+            f"{check.mean_cosine:.5f}) on {check.notes} notes, top-{check.neighbour_k} "
+            f"neighbour overlap {check.neighbour_overlap}"
+        )
+    if register:
+        import getpass
+
+        from service.bundle import load_bundle
+        from service.cli import registry
+
+        row = registry().register(load_bundle(result.bundle_dir), getpass.getuser())
+        typer.echo(f"registered {row.ref} (id {row.id}, {row.status})")
 
 
 ConfigOption = Annotated[Path, typer.Option("--config", help="run YAML (see training/configs/)")]
@@ -133,3 +174,6 @@ def register(app: typer.Typer) -> None:
     train_app.command(name="declutr")(train_declutr)
     train_app.command(name="category")(train_category)
     app.add_typer(train_app, name="train")
+    from training.evaluate.cli import register_commands as register_evaluate
+
+    register_evaluate(app)

@@ -2,26 +2,41 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from service.api.deps import EngineDep, SettingsDep
 from service.api.responses import FastJSONResponse
 from service.api.schemas import EmbedRequest, EmbedResponse, ErrorResponse, validate_texts
+from service.api.security import audit_details, require_scope
+from service.inference.head import require_head
+from service.security import KeyScope
 
 router = APIRouter(tags=["embeddings"])
 
 ERRORS: dict[int | str, dict[str, object]] = {
-    status: {"model": ErrorResponse} for status in (400, 413, 422, 503)
+    status: {"model": ErrorResponse} for status in (400, 409, 413, 422, 503)
 }
 
 
 @router.post("/embed", response_model=EmbedResponse, responses=ERRORS)
-async def embed(request: EmbedRequest, engine: EngineDep, settings: SettingsDep) -> Response:
+async def embed(
+    request: EmbedRequest, http: Request, engine: EngineDep, settings: SettingsDep
+) -> Response:
     texts = [n.text for n in request.notes]
     ids = [n.id for n in request.notes]
     validate_texts(texts, settings, "notes")
-    result = await engine.embed(texts, request.long_note)
+    if request.categories:
+        require_scope(http, KeyScope.CLASSIFY)  # categories are the classify capability
+    runtime = engine.runtime  # pin one version: the head must match the encoder that embeds
+    head = require_head(runtime.head, runtime.manifest.ref) if request.categories else None
+    result = await engine.embed(texts, request.long_note, runtime=runtime)
+    audit_details(
+        http,
+        items=len(texts),
+        model=result.manifest.ref,
+        tokens=sum(n.tokens for n in result.notes),
+    )
     data = [
         {
             "index": i,
@@ -33,6 +48,12 @@ async def embed(request: EmbedRequest, engine: EngineDep, settings: SettingsDep)
         }
         for i, note in enumerate(result.notes)
     ]
+    if head is not None:
+        probs = head.probabilities(result.vectors)  # [N, C]
+        for item, row in zip(data, probs, strict=True):
+            best = int(row.argmax())
+            item["category"] = head.labels[best]
+            item["category_probability"] = float(row[best])
     body = {
         "model": {"name": result.manifest.name, "version": result.manifest.version},
         "dim": result.manifest.embedding_dim,

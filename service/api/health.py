@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from service.api.deps import MetricsDep, SettingsDep
+from service.api.security import require
 from service.errors import NotReady
+from service.security import KeyScope
 
 router = APIRouter(tags=["operations"])
 
@@ -22,14 +24,15 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready")
 async def ready(request: Request) -> dict[str, str]:
-    """A model is loaded and warmed up: send traffic."""
+    """A model is loaded and warmed up: send traffic. Open like /health, so orchestrators'
+    readiness probes need no credentials; it names nothing."""
     engine = getattr(request.state, "engine", None)
     if engine is None:
         raise NotReady("model is not loaded yet", retry_after_s=1)
-    return {"status": "ready", "model": engine.manifest.ref}
+    return {"status": "ready"}
 
 
-@router.get("/info")
+@router.get("/info", dependencies=[Depends(require(None))])
 async def info(request: Request, settings: SettingsDep) -> dict[str, Any]:
     """The serving model and every limit the service enforces."""
     engine = getattr(request.state, "engine", None)
@@ -55,10 +58,13 @@ async def info(request: Request, settings: SettingsDep) -> dict[str, Any]:
             "max_notes_per_request": settings.max_notes_per_request,
             "max_chars_per_note": settings.max_chars_per_note,
             "max_queue_tokens": settings.max_queue_tokens,
+            "max_pending_requests": settings.max_pending_requests,
             "max_batch_tokens": settings.max_batch_tokens,
             "request_deadline_ms": settings.request_deadline_ms,
+            "max_search_k": settings.max_search_k,
             "max_windows_per_note": settings.max_windows_per_note,
         },
+        "auth": "on" if settings.auth_enabled else "off",
         "long_notes": {
             "default_policy": settings.long_note_policy,
             "window_overlap_tokens": settings.window_overlap_tokens,
@@ -66,6 +72,6 @@ async def info(request: Request, settings: SettingsDep) -> dict[str, Any]:
     }
 
 
-@router.get("/metrics", response_class=Response)
+@router.get("/metrics", response_class=Response, dependencies=[Depends(require(KeyScope.ADMIN))])
 async def metrics(metrics: MetricsDep) -> Response:
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import SettingsDep
@@ -18,12 +18,16 @@ from service.api.schemas import (
     SearchResponse,
     validate_texts,
 )
+from service.api.security import audit_details, require
 from service.errors import BadRequest, NotFound, PayloadTooLarge
 from service.notes import NoteService
 from service.registry.notes import NoteFilters, NoteInput, NoteMeta
+from service.security import KeyScope
 
 router = APIRouter(tags=["notes"])
 NOTE_ERRORS = {**ERRORS, 404: ERRORS[400], 409: ERRORS[400]}
+INDEX = [Depends(require(KeyScope.INDEX))]
+SEARCH = [Depends(require(KeyScope.SEARCH))]
 
 
 def _service(request: Request) -> NoteService:
@@ -43,7 +47,7 @@ def _meta(note: NoteMeta) -> dict[str, Any]:
     }
 
 
-@router.post("/notes", response_model=IndexNotesResponse, responses=NOTE_ERRORS)
+@router.post("/notes", response_model=IndexNotesResponse, responses=NOTE_ERRORS, dependencies=INDEX)
 async def index_notes(
     body: IndexNotesRequest, request: Request, settings: SettingsDep
 ) -> dict[str, Any]:
@@ -69,6 +73,7 @@ async def index_notes(
         for n in body.notes
     ]
     outcome, manifest = await _service(request).upsert(inputs)
+    audit_details(request, items=len(inputs), model=manifest.ref, note_ids=[n.key for n in inputs])
     return {
         "model": {"name": manifest.name, "version": manifest.version},
         "results": [
@@ -78,23 +83,27 @@ async def index_notes(
     }
 
 
-@router.get("/notes/{note_id:path}", response_model=NoteMetadata, responses=NOTE_ERRORS)
+@router.get(
+    "/notes/{note_id:path}", response_model=NoteMetadata, responses=NOTE_ERRORS, dependencies=SEARCH
+)
 async def get_note(note_id: str, request: Request) -> dict[str, Any]:
     """A note's metadata (never its text)."""
     note = await run_in_threadpool(_service(request).store.get, note_id)
+    audit_details(request, items=1, note_ids=[note_id])
     if note is None:
         raise NotFound("no such note", param="id")
     return _meta(note)
 
 
-@router.delete("/notes/{note_id:path}", responses=NOTE_ERRORS)
+@router.delete("/notes/{note_id:path}", responses=NOTE_ERRORS, dependencies=INDEX)
 async def delete_note(note_id: str, request: Request) -> dict[str, Any]:
     """Delete a note: its text, metadata and vectors are removed; searches stop finding it."""
+    audit_details(request, items=1, note_ids=[note_id])
     await _service(request).delete(note_id)
     return {"id": note_id, "deleted": True}
 
 
-@router.post("/search", response_model=SearchResponse, responses=NOTE_ERRORS)
+@router.post("/search", response_model=SearchResponse, responses=NOTE_ERRORS, dependencies=SEARCH)
 async def search(body: SearchRequest, request: Request, settings: SettingsDep) -> dict[str, Any]:
     """Nearest notes to a free-text query or to an indexed note, optionally filtered."""
     if (body.query is None) == (body.note_id is None):
@@ -118,13 +127,14 @@ async def search(body: SearchRequest, request: Request, settings: SettingsDep) -
     hits, manifest = await _service(request).search(
         text=body.query, note_key=body.note_id, k=body.k, filters=filters
     )
+    audit_details(request, items=len(hits), model=manifest.ref, note_ids=[h.note.key for h in hits])
     return {
         "model": {"name": manifest.name, "version": manifest.version},
         "results": [{**_meta(h.note), "score": h.score} for h in hits],
     }
 
 
-@router.get("/index/stats", responses=NOTE_ERRORS)
+@router.get("/index/stats", responses=NOTE_ERRORS, dependencies=SEARCH)
 async def index_stats(request: Request) -> dict[str, Any]:
     """The serving model's index: rows, stored notes it covers, kind, watermark, memory."""
     service = _service(request)

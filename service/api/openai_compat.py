@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from service.api.deps import EngineDep, SettingsDep
 from service.api.embed import ERRORS, model_header
 from service.api.responses import FastJSONResponse
 from service.api.schemas import OpenAIEmbeddingRequest, OpenAIEmbeddingResponse, validate_texts
+from service.api.security import audit_details
 from service.errors import BadRequest, NotFound
 
 router = APIRouter(tags=["embeddings"])
@@ -22,7 +23,7 @@ router = APIRouter(tags=["embeddings"])
     responses={**ERRORS, 404: ERRORS[400]},
 )
 async def create_embeddings(
-    request: OpenAIEmbeddingRequest, engine: EngineDep, settings: SettingsDep
+    request: OpenAIEmbeddingRequest, http: Request, engine: EngineDep, settings: SettingsDep
 ) -> Response:
     manifest = engine.manifest
     if request.model not in (manifest.name, manifest.ref):
@@ -35,6 +36,7 @@ async def create_embeddings(
     validate_texts(texts, settings, "input")
     result = await engine.embed(texts)
     tokens = sum(n.tokens for n in result.notes)
+    audit_details(http, items=len(texts), model=result.manifest.ref, tokens=tokens)
     data = [
         {
             "object": "embedding",

@@ -47,6 +47,11 @@ class EmbedRequest(_Request):
         description="notes longer than one window: 'chunk' (overlapping windows, mean-pooled; "
         "the default), 'truncate' (first window only) or 'reject' (413)",
     )
+    categories: bool = Field(
+        default=False,
+        description="also return each note's category from the model's note-category head "
+        "(409 when the serving model has none)",
+    )
 
 
 class ModelRef(BaseModel):
@@ -61,6 +66,8 @@ class EmbeddedNote(BaseModel):
     tokens: int = Field(description="tokens in the note, special tokens excluded")
     handling: Literal["whole", "chunked", "truncated"]
     windows: int
+    category: str | None = Field(default=None, description="only when categories were asked")
+    category_probability: float | None = None
 
 
 class Usage(BaseModel):
@@ -71,6 +78,38 @@ class EmbedResponse(BaseModel):
     model: ModelRef
     dim: int
     data: list[EmbeddedNote]
+    usage: Usage
+
+
+class ClassifyRequest(_Request):
+    notes: list[NoteField] = Field(description="notes to classify into note categories")
+    long_note: LongNotePolicy | None = Field(
+        default=None, description="as for /embed: 'chunk' (default), 'truncate' or 'reject'"
+    )
+    top_k: StrictInt | None = Field(
+        default=None, ge=1, description="return only the k most probable categories per note"
+    )
+
+
+class CategoryScore(BaseModel):
+    category: str
+    probability: float
+
+
+class ClassifiedNote(BaseModel):
+    index: int
+    id: str | None
+    category: str = Field(description="the most probable note category")
+    probability: float
+    probabilities: list[CategoryScore] = Field(description="every category, most probable first")
+    tokens: int
+    handling: Literal["whole", "chunked", "truncated"]
+
+
+class ClassifyResponse(BaseModel):
+    model: ModelRef
+    labels: list[str]
+    data: list[ClassifiedNote]
     usage: Usage
 
 

@@ -13,8 +13,11 @@ import numpy as np
 from starlette.concurrency import run_in_threadpool
 
 from service.bundle import Bundle, Manifest
+from service.errors import Overloaded
 from service.inference.batcher import Batcher, Vectors, encode_windows, pool_notes
+from service.inference.head import CategoryHead, load_head
 from service.inference.onnx_encoder import OnnxEncoder, WindowEncoder
+from service.inference.openvino_encoder import OpenVinoEncoder
 from service.inference.tokenize import NoteTokenizer, TokenizedNote
 from service.metrics import ServiceMetrics
 from service.settings import LongNotePolicy, Settings
@@ -34,6 +37,7 @@ class ModelRuntime:
     encoder: WindowEncoder
     providers: tuple[str, ...] = ()
     version_id: int | None = None  # the registry row this runtime was loaded from
+    head: CategoryHead | None = None  # the bundle's optional note-category head
 
     def embed_sync(
         self, texts: list[str], policy: LongNotePolicy, max_batch_tokens: int
@@ -58,15 +62,26 @@ class ModelRuntime:
             overlap_tokens=settings.window_overlap_tokens,
             max_windows_per_note=settings.max_windows_per_note,
         )
-        encoder = OnnxEncoder(
-            bundle, device=settings.device, intra_op_threads=settings.intra_op_threads
-        )
+        encoder: OnnxEncoder | OpenVinoEncoder
+        if settings.runtime == "openvino":
+            encoder = OpenVinoEncoder(
+                bundle, precision=settings.cpu_precision, threads=settings.intra_op_threads
+            )
+        else:
+            encoder = OnnxEncoder(
+                bundle,
+                device=settings.device,
+                intra_op_threads=settings.intra_op_threads,
+                cpu_arena=settings.ort_cpu_arena,
+                thread_spinning=settings.ort_thread_spinning,
+            )
         return cls(
             manifest=bundle.manifest,
             tokenizer=tokenizer,
             encoder=encoder,
             providers=tuple(encoder.active_providers),
             version_id=version_id,
+            head=load_head(bundle),
         )
 
     def warm_up(self) -> None:
@@ -97,6 +112,7 @@ class EmbeddingEngine:
         self._batcher = batcher
         self._settings = settings
         self._metrics = metrics
+        self._pending_requests = 0  # touched only on the event loop
 
     @property
     def manifest(self) -> Manifest:
@@ -112,8 +128,30 @@ class EmbeddingEngine:
         policy: LongNotePolicy | None = None,
         runtime: ModelRuntime | None = None,
     ) -> EmbedResult:
+        self._admit()
+        self._pending_requests += 1
+        try:
+            return await self._embed(texts, policy, runtime or self.runtime)
+        finally:
+            self._pending_requests -= 1
+
+    def _admit(self) -> None:
+        """Shed load before tokenising: a full queue or too many requests in flight get a 503
+        at once, instead of waiting for a tokeniser thread and then for the queue."""
+        settings = self._settings
+        if (
+            self._pending_requests >= settings.max_pending_requests
+            or self._batcher.queued_tokens >= settings.max_queue_tokens
+        ):
+            self._metrics.rejected.labels("admission").inc()
+            raise Overloaded(
+                "service is at capacity; retry shortly", retry_after_s=settings.retry_after_s
+            )
+
+    async def _embed(
+        self, texts: list[str], policy: LongNotePolicy | None, runtime: ModelRuntime
+    ) -> EmbedResult:
         started = time.monotonic()
-        runtime = runtime or self.runtime  # pin one model version for this whole request
         tokenize_started = time.perf_counter()
         notes = await run_in_threadpool(
             runtime.tokenizer.tokenize, texts, policy or self._settings.long_note_policy

@@ -43,7 +43,15 @@ def choose_providers(device: Device) -> list[str]:
 class OnnxEncoder:
     """One ORT session; called from the batcher's single inference thread only."""
 
-    def __init__(self, bundle: Bundle, *, device: Device, intra_op_threads: int) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        *,
+        device: Device,
+        intra_op_threads: int,
+        cpu_arena: bool = True,
+        thread_spinning: bool = True,
+    ) -> None:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # One inference thread drives the session; intra-op threads use the cores, and no
@@ -51,7 +59,19 @@ class OnnxEncoder:
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.enable_cpu_mem_arena = cpu_arena
+        if not thread_spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.providers = choose_providers(device)
+        precision = bundle.manifest.precision
+        if precision == "int8" and self.providers[0] == "CUDAExecutionProvider":
+            # Dynamic int8 MatMuls run on the CPU provider only: on a GPU they would bounce
+            # every layer between devices. GPUs get fp16 bundles instead.
+            raise DeviceUnavailable(
+                "an int8 bundle is for CPU serving; on CUDA serve an fp16 or fp32 bundle"
+            )
+        if precision == "fp16" and self.providers[0] == "CPUExecutionProvider":
+            log.warning("fp16 bundle on the CPU provider: expect it to be slower than fp32")
         self._session = ort.InferenceSession(
             str(bundle.model_path), sess_options=options, providers=self.providers
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alembic.config import Config
@@ -11,8 +12,15 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-# alembic/ sits at the top of the source tree, beside service/.
+# alembic/ sits at the top of the source tree, beside service/. A non-editable install (the
+# service image) has no such tree around the package and names the folder in
+# NOTESPACE_ALEMBIC_DIR instead (site-packages/alembic is the alembic library itself).
 ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
+
+
+def alembic_dir() -> Path:
+    override = os.environ.get("NOTESPACE_ALEMBIC_DIR")
+    return Path(override) if override else ALEMBIC_DIR
 
 
 class SchemaError(RuntimeError):
@@ -54,7 +62,7 @@ def session_factory(engine: Engine, *, writer: bool = False) -> sessionmaker[Ses
 
 def alembic_config(url: str) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    config.set_main_option("script_location", str(alembic_dir()))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -133,6 +134,14 @@ class ModelRegistry:
             raise ModelConflict(
                 f"another promotion of {ref} ran at the same time; nothing changed, retry"
             ) from None
+
+    def set_eval_metrics(self, ref: str, metrics: dict[str, Any]) -> ModelVersion:
+        """Replace a version's evaluation metrics (the bundle itself is not touched)."""
+        with self._write.begin() as session:
+            target = _find(session, ref)
+            target.eval_metrics = metrics
+            session.flush()
+            return target
 
     def retire(self, ref: str) -> ModelVersion:
         with self._write.begin() as session:

@@ -140,3 +140,39 @@ class IndexSequence(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+class ApiKey(Base):
+    """An API key: only its sha256 is stored; `key_id` is the public part shown in lists."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(16), unique=True)
+    key_sha256: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    scopes: Mapped[str] = mapped_column(String(256))  # comma-separated, sorted
+    requests_per_minute: Mapped[int | None]
+    tokens_per_minute: Mapped[int | None]
+    created_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+class AuditEntry(Base):
+    """Who did what, how much, with which model: never note text, query text or vectors."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    key_id: Mapped[str | None] = mapped_column(String(16))
+    key_name: Mapped[str | None] = mapped_column(String(128))
+    acting_user: Mapped[str | None] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int]
+    item_count: Mapped[int | None]
+    model_ref: Mapped[str | None] = mapped_column(String(200))
+    note_ids: Mapped[list[str] | None] = mapped_column(JsonType)
+    client: Mapped[str | None] = mapped_column(String(64))

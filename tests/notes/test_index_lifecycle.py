@@ -46,6 +46,9 @@ def test_new_model_needs_rebuild_before_promotion(
         r = c.post("/models/tiny@2/promote")
         assert r.status_code == 409 and "covers 0 of 20" in r.json()["error"]["message"]
 
+        refused = cli("models", "promote", "tiny@2", settings_env=env)
+        assert refused.returncode != 0 and "covers 0 of 20" in refused.stderr
+
         stats = cli("index", "stats", settings_env=env)
         assert stats.returncode == 0, stats.stderr
         rebuilt = cli("index", "rebuild", "--model", "tiny@2", settings_env=env)

@@ -1,0 +1,137 @@
+"""Authentication, scopes, quotas and audit details, as route dependencies and one middleware."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.audit import ACTING_USER_HEADER, AuditLog, AuditRecord
+from service.errors import BadRequest
+from service.security import (
+    ANONYMOUS,
+    Forbidden,
+    KeyScope,
+    KeyStore,
+    Principal,
+    QuotaLimiter,
+    Unauthorized,
+    bearer_token,
+)
+
+# Not audited: liveness/readiness probes and metric scrapes would drown the trail.
+UNAUDITED_PATHS = frozenset({"/health", "/ready", "/metrics"})
+
+
+@dataclass(frozen=True)
+class SecurityContext:
+    enabled: bool
+    keys: KeyStore
+    quotas: QuotaLimiter
+
+
+def require(scope: KeyScope | None) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency: a valid key (when auth is on) holding `scope` (None: any valid key)."""
+
+    async def dependency(request: Request) -> Principal:
+        context: SecurityContext = request.state.security
+        acting_user(request)  # validate the header early, whatever the outcome
+        if not context.enabled:
+            principal = ANONYMOUS
+        else:
+            token = bearer_token(
+                request.headers.get("authorization"), request.headers.get("x-api-key")
+            )
+            if token is None:
+                raise Unauthorized("an API key is required (Authorization: Bearer <key>)")
+            principal = await run_in_threadpool(context.keys.authenticate, token)
+        request.state.principal = principal
+        if scope is not None:
+            require_scope(request, scope)
+        context.quotas.admit(principal)
+        return principal
+
+    return dependency
+
+
+def require_scope(request: Request, scope: KeyScope) -> None:
+    """For a capability asked for inside a request (e.g. categories on /embed)."""
+    principal: Principal = getattr(request.state, "principal", ANONYMOUS)
+    if scope.value not in principal.scopes:
+        raise Forbidden(f"this key lacks the '{scope.value}' scope")
+
+
+def acting_user(request: Request) -> str | None:
+    value = request.headers.get(ACTING_USER_HEADER)
+    if value is None:
+        return None
+    if not 0 < len(value) <= 256 or not value.isprintable():
+        raise BadRequest("X-Acting-User must be 1-256 printable characters", param="X-Acting-User")
+    return value
+
+
+def audit_details(
+    request: Request,
+    *,
+    items: int | None = None,
+    model: str | None = None,
+    note_ids: list[str] | None = None,
+    tokens: int | None = None,
+) -> None:
+    """What the audit entry records about this request (counts and ids, never text)."""
+    request.state.audit = {"item_count": items, "model_ref": model, "note_ids": note_ids}
+    if tokens:
+        context: SecurityContext = request.state.security
+        principal: Principal = getattr(request.state, "principal", ANONYMOUS)
+        context.quotas.charge_tokens(principal, tokens)
+
+
+class AuditMiddleware:
+    """After each response, queue one audit entry built from the request's state."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in UNAUDITED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            await self._record(scope, status)
+
+    @staticmethod
+    async def _record(scope: Scope, status: int) -> None:
+        state: dict[str, Any] = scope.get("state") or {}
+        log: AuditLog | None = state.get("audit_log")
+        if log is None:
+            return
+        principal: Principal | None = state.get("principal")
+        route = scope.get("route")
+        headers = dict(scope.get("headers") or [])
+        user = headers.get(ACTING_USER_HEADER.encode())
+        client = scope.get("client")
+        details = state.get("audit") or {}
+        entry = AuditRecord(
+            action=getattr(route, "name", None) or "unmatched",
+            status=status,
+            key_id=principal.key_id if principal else None,
+            key_name=principal.name if principal else None,
+            acting_user=user.decode("utf-8", "replace")[:256] if user else None,
+            client=str(client[0])[:64] if client else None,
+            **details,
+        )
+        await run_in_threadpool(log.record, entry)

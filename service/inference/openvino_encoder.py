@@ -1,0 +1,69 @@
+"""OpenVINO runtime for a bundle's ONNX graph on CPU, in fp32 or on the CPU's bf16 units."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from service.bundle import Bundle
+from service.settings import CpuPrecision
+
+log = logging.getLogger(__name__)
+
+
+class RuntimeUnavailable(RuntimeError):
+    """The runtime asked for is not installed, or cannot run this bundle."""
+
+
+class OpenVinoEncoder:
+    """One compiled model and one infer request; called from the batcher's inference thread only.
+
+    OpenVINO reads `model.onnx` directly, so a bundle needs no second format. With precision
+    bf16 the matrix multiplications run on AVX512-BF16 / AMX while inputs, outputs and
+    accumulation stay fp32 (cosine to fp32 above 0.9999 on MTSamples, docs/benchmarks.md).
+    """
+
+    def __init__(self, bundle: Bundle, *, precision: CpuPrecision, threads: int) -> None:
+        try:
+            import openvino
+        except ImportError as exc:
+            raise RuntimeUnavailable(
+                "runtime 'openvino' asked for but the openvino package is not installed "
+                "(pip install 'notespace[openvino]')"
+            ) from exc
+        if bundle.manifest.precision != "fp32":
+            raise RuntimeUnavailable(
+                f"runtime 'openvino' serves fp32 bundles; this one is {bundle.manifest.precision} "
+                "(serve it with runtime 'onnxruntime')"
+            )
+        core = openvino.Core()
+        if precision == "bf16" and "BF16" not in core.get_property(
+            "CPU", "OPTIMIZATION_CAPABILITIES"
+        ):
+            raise RuntimeUnavailable("cpu_precision 'bf16' asked for but this CPU has no bf16")
+        config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+            "INFERENCE_NUM_THREADS": threads,
+            # One request at a time from one thread: all cores on it, no throughput streams.
+            "PERFORMANCE_HINT": "LATENCY",
+            "NUM_STREAMS": 1,
+        }
+        self._compiled = core.compile_model(str(bundle.model_path), "CPU", config)
+        self._request = self._compiled.create_infer_request()
+        self.dim = bundle.manifest.embedding_dim
+        self.precision = precision
+        log.info("openvino model ready: CPU, precision=%s, threads=%d", precision, threads)
+
+    @property
+    def active_providers(self) -> list[str]:
+        return [f"OpenVINO-CPU-{self.precision}"]
+
+    def encode(
+        self, input_ids: npt.NDArray[np.int64], attention_mask: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        outputs = self._request.infer({"input_ids": input_ids, "attention_mask": attention_mask})
+        # The request reuses its output buffer on the next call: copy the vectors out.
+        return np.array(outputs[0], dtype=np.float32, copy=True)

@@ -1,0 +1,1 @@
+"""Corpus loading, cleaning, de-duplication, group splits and the DeCLUTR span sampler."""

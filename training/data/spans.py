@@ -1,0 +1,86 @@
+"""The DeCLUTR span sampler: a pure function from a note length and an RNG to token spans."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Half-open token range [start, end) within a note's tokens (no special tokens)."""
+
+    start: int
+    end: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class AnchorSpans:
+    anchor: Span
+    positives: tuple[Span, ...]
+
+
+def span_bounds(
+    num_tokens: int, num_anchors: int, min_span: int, max_span: int
+) -> tuple[int, int] | None:
+    """(min, max) span length for a note, or None when the note is too short to use.
+
+    The original DeCLUTR needs num_tokens >= 2 * num_anchors * max_span and silently drops
+    shorter notes; here max_span shrinks to num_tokens // (2 * num_anchors) instead, so only
+    notes shorter than 2 * num_anchors * min_span are dropped.
+    """
+    if num_anchors < 1 or min_span < 1 or max_span < min_span:
+        raise ValueError("need num_anchors >= 1 and 1 <= min_span <= max_span")
+    effective_max = min(max_span, num_tokens // (2 * num_anchors))
+    if effective_max < min_span:
+        return None
+    return min_span, effective_max
+
+
+def _length(rng: np.random.Generator, a: float, b: float, low: int, high: int) -> int:
+    return int(rng.beta(a, b) * (high - low) + low)
+
+
+def sample_spans(
+    num_tokens: int,
+    *,
+    num_anchors: int,
+    num_positives: int,
+    min_span: int,
+    max_span: int,
+    rng: np.random.Generator,
+) -> list[AnchorSpans] | None:
+    """Sample num_anchors anchors, each with num_positives positives, or None if too short.
+
+    Anchor length ~ int(Beta(4, 2) * (max - min) + min) (skewed long); anchor i sits inside
+    the i-th of num_anchors equal blocks, so anchors never overlap. Positive length ~
+    int(Beta(2, 4) * (max - min) + min) (skewed short), start uniform over every position
+    where it overlaps, is adjacent to, or is subsumed by its anchor, clipped to the note.
+    """
+    if num_positives < 1:
+        raise ValueError("need num_positives >= 1")
+    bounds = span_bounds(num_tokens, num_anchors, min_span, max_span)
+    if bounds is None:
+        return None
+    low, high = bounds
+    block = num_tokens // num_anchors
+    result = []
+    for index in range(num_anchors):
+        anchor_len = _length(rng, 4.0, 2.0, low, high)
+        anchor_start = index * block + int(rng.integers(0, block - anchor_len + 1))
+        anchor = Span(anchor_start, anchor_start + anchor_len)
+        positives = []
+        for _ in range(num_positives):
+            pos_len = _length(rng, 2.0, 4.0, low, high)
+            # start in [anchor.start - pos_len, anchor.end]: overlapping, adjacent or inside.
+            first = max(0, anchor.start - pos_len)
+            last = min(anchor.end, num_tokens - pos_len)
+            pos_start = int(rng.integers(first, last + 1))
+            positives.append(Span(pos_start, pos_start + pos_len))
+        result.append(AnchorSpans(anchor=anchor, positives=tuple(positives)))
+    return result

@@ -1,0 +1,1 @@
+"""Downstream evaluation: few-shot classification, embedding-space metrics, plots, report, head."""

