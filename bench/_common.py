@@ -51,6 +51,19 @@ def cut_to_tokens(texts: list[str], tokenizer_file: Path, tokens: int) -> list[s
     return out
 
 
+def fresh_service_env(prefix: str, **extra: str) -> dict[str, str]:
+    """Settings for a service on a new, migrated SQLite registry and an empty index dir, so it
+    serves exactly the bundle it is given."""
+    import tempfile
+
+    from service.registry.database import upgrade
+
+    work = Path(tempfile.mkdtemp(prefix=f"notespace-{prefix}-"))
+    url = f"sqlite:///{work}/registry.db"
+    upgrade(url)
+    return {"NOTESPACE_DATABASE_URL": url, "NOTESPACE_INDEX_DIR": str(work / "index"), **extra}
+
+
 class ServiceProcess(_TestServiceProcess):
     """The service on a bundle, in its own process, ready on entry."""
 

@@ -20,9 +20,7 @@ import argparse
 import asyncio
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +33,7 @@ from _common import (
     ServiceProcess,
     cut_to_tokens,
     drive,
+    fresh_service_env,
     load_notes,
     openai_payload,
     proc_memory_mb,
@@ -94,18 +93,6 @@ def baseline(texts: list[str], bundle: Path, threads: int) -> tuple[float, np.nd
     return len(texts) / (time.perf_counter() - started), np.asarray(vectors)
 
 
-def fresh_registry() -> dict[str, str]:
-    """A migrated, empty registry of its own, so the service serves exactly the given bundle."""
-    scratch = Path(tempfile.mkdtemp(prefix="notespace-bench-"))
-    env = {
-        "NOTESPACE_DATABASE_URL": f"sqlite:///{scratch}/registry.db",
-        "NOTESPACE_INDEX_DIR": str(scratch / "index"),
-    }
-    exe = Path(sys.executable).with_name("notespace")
-    subprocess.run([str(exe), "db", "upgrade"], env={**os.environ, **env}, check=True)
-    return env
-
-
 def embed_all(url: str, texts: list[str], path: str, model: str | None) -> np.ndarray:
     out = []
     for i in range(0, len(texts), 16):
@@ -163,7 +150,11 @@ def main() -> None:
             bundle = args.bundle if kind == "fp32" else args.int8_bundle
             if bundle is None:
                 parser.error(f"config {config} needs --int8-bundle")
-            env = {"NOTESPACE_INTRA_OP_THREADS": str(args.threads), **fresh_registry(), **env}
+            env = {
+                "NOTESPACE_INTRA_OP_THREADS": str(args.threads),
+                **fresh_service_env("bench"),
+                **env,
+            }
             with ServiceProcess(bundle, **env) as svc:
                 idle = svc.rss_mb()
                 ours = embed_all(svc.url, texts, "/embed", None)

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ServiceProcess
+from _common import ServiceProcess, fresh_service_env
 
-from service.registry.database import upgrade
 from tests.mtsamples_probe import index_and_probe
 
 
@@ -27,14 +25,7 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, default=Path("bundles/all-MiniLM-L6-v2"))
     parser.add_argument("--probes", type=int, default=200)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="notespace-mts-"))
-    url = f"sqlite:///{work}/registry.db"
-    upgrade(url)
-    env = {
-        "NOTESPACE_DATABASE_URL": url,
-        "NOTESPACE_INDEX_DIR": str(work / "index"),
-        "NOTESPACE_MAX_NOTES_PER_REQUEST": "64",
-    }
+    env = fresh_service_env("mts", NOTESPACE_MAX_NOTES_PER_REQUEST="64")
     with ServiceProcess(args.bundle, **env) as svc:
         r = index_and_probe(svc.url, probes=args.probes)
         rss = svc.rss_mb()

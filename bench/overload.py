@@ -12,17 +12,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ServiceProcess, cut_to_tokens, drive, load_notes
+from _common import ServiceProcess, cut_to_tokens, drive, fresh_service_env, load_notes
 from loadgen import open_loop
-
-from service.registry.database import upgrade
 
 
 def main() -> None:
@@ -34,10 +31,7 @@ def main() -> None:
     args = parser.parse_args()
     texts = cut_to_tokens(load_notes(limit=64), args.bundle / "tokenizer.json", 128)
     body = {"notes": texts[: args.notes_per_request]}
-    work = Path(tempfile.mkdtemp(prefix="notespace-overload-"))
-    url = f"sqlite:///{work}/registry.db"
-    upgrade(url)
-    env = {"NOTESPACE_DATABASE_URL": url, "NOTESPACE_INDEX_DIR": str(work / "index")}
+    env = fresh_service_env("overload")
     with ServiceProcess(args.bundle, **env) as svc:
         batches = [body["notes"]] * 40
         capacity = asyncio.run(drive(svc.url, batches, 4)).notes_per_s / args.notes_per_request

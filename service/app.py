@@ -14,11 +14,12 @@ import faiss
 from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api import classify, embed, health, models, notes, openai_compat
 from service.api.body_limit import BodyLimitMiddleware
 from service.api.errors import install_error_handlers
+from service.api.responses import StatusCapture
 from service.api.security import AuditMiddleware, SecurityContext, require
 from service.audit import AuditLog
 from service.bundle import BundleError
@@ -50,20 +51,13 @@ class RequestMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        capture = StatusCapture(send)
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, capture)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(template, str(status)).inc()
+            self.metrics.requests.labels(template, str(capture.status)).inc()
             self.metrics.request_seconds.labels(template).observe(time.perf_counter() - started)
 
 

@@ -225,3 +225,20 @@ def test_multi_window_note_is_token_weighted_mean() -> None:
     batcher.stop()
     expected = np.asarray([4, 2, 0, 0], dtype=np.float32)
     np.testing.assert_allclose(vector, expected / np.linalg.norm(expected), atol=1e-6)
+
+
+def test_request_that_would_miss_its_deadline_is_refused_at_once() -> None:
+    encoder = RecordingEncoder(delay_s=0.2)  # 4 tokens per 0.2 s: about 20 tokens/s
+    batcher = make_batcher()
+
+    async def main() -> None:
+        await batcher.embed([note(0, 4)], encoder, pad_token_id=0, deadline_s=5)
+        started = time.monotonic()
+        with pytest.raises(Overloaded, match="deadline"):
+            await batcher.embed([note(1, 60)], encoder, pad_token_id=0, deadline_s=1)
+        assert time.monotonic() - started < 0.1
+        # The same request with a deadline it can meet is served.
+        await batcher.embed([note(1, 60)], encoder, pad_token_id=0, deadline_s=10)
+
+    run(main())
+    batcher.stop()

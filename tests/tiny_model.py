@@ -22,11 +22,23 @@ def synthetic_corpus(n: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 60))) for _ in range(n)]
 
 
-def build_tiny_encoder(out: Path, *, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+def build_tiny_encoder(
+    out: Path,
+    *,
+    hidden: int = 32,
+    layers: int = 2,
+    seed: int = 0,
+    corpus: list[str] | None = None,
+    vocab_size: int = 300,
+    masked_lm: bool = False,
+    model_max_length: int = 64,
+) -> Path:
+    """A random BERT (with an MLM head when `masked_lm`, for training tests) and a WordPiece
+    tokenizer trained on `corpus` (default: the synthetic word list)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from tokenizers.trainers import WordPieceTrainer
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+    from transformers import BertConfig, BertForMaskedLM, BertModel, PreTrainedTokenizerFast
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
@@ -34,8 +46,8 @@ def build_tiny_encoder(out: Path, *, hidden: int = 32, layers: int = 2, seed: in
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.decoder = decoders.WordPiece()
     tokenizer.train_from_iterator(
-        [*synthetic_corpus(300, seed), "abcdefghijklmnopqrstuvwxyz0123456789.,:;/()-"],
-        WordPieceTrainer(vocab_size=300, special_tokens=specials),
+        [*(corpus or synthetic_corpus(300, seed)), "abcdefghijklmnopqrstuvwxyz0123456789.,:;/()-"],
+        WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials),
     )
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -52,7 +64,7 @@ def build_tiny_encoder(out: Path, *, hidden: int = 32, layers: int = 2, seed: in
         cls_token="[CLS]",
         sep_token="[SEP]",
         mask_token="[MASK]",
-        model_max_length=64,
+        model_max_length=model_max_length,
     )
     torch.manual_seed(seed)
     config = BertConfig(
@@ -64,6 +76,7 @@ def build_tiny_encoder(out: Path, *, hidden: int = 32, layers: int = 2, seed: in
         max_position_embeddings=128,
     )
     out.mkdir(parents=True, exist_ok=True)
-    BertModel(config).eval().save_pretrained(out)
+    model = BertForMaskedLM(config) if masked_lm else BertModel(config)
+    model.eval().save_pretrained(out)
     fast.save_pretrained(out)
     return out

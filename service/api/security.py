@@ -8,8 +8,9 @@ from typing import Any
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.api.responses import StatusCapture
 from service.audit import ACTING_USER_HEADER, AuditLog, AuditRecord
 from service.errors import BadRequest
 from service.security import (
@@ -100,18 +101,11 @@ class AuditMiddleware:
         if scope["type"] != "http" or scope["path"] in UNAUDITED_PATHS:
             await self.app(scope, receive, send)
             return
-        status = 500
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        capture = StatusCapture(send)
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, capture)
         finally:
-            await self._record(scope, status)
+            await self._record(scope, capture.status)
 
     @staticmethod
     async def _record(scope: Scope, status: int) -> None:

@@ -64,6 +64,9 @@ class Batcher:
         self._queued_tokens = 0
         self._cond = threading.Condition()
         self._stopping = False
+        # Measured throughput (tokens per second of inference, smoothed): a request that
+        # could not be served before its deadline is refused at once rather than queued.
+        self._tokens_per_s: float | None = None
         self._thread = threading.Thread(target=self._run, name="notespace-inference", daemon=True)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -137,6 +140,13 @@ class Batcher:
                 raise Overloaded(
                     "inference queue is full; retry shortly", retry_after_s=self.retry_after_s
                 )
+            rate = self._tokens_per_s
+            if rate and (self._queued_tokens + job.tokens) / rate > job.deadline - job.enqueued:
+                self._count_rejected("would_miss_deadline")
+                raise Overloaded(
+                    "the queue would not clear before this request's deadline; retry shortly",
+                    retry_after_s=self.retry_after_s,
+                )
             self._queue.append(job)
             self._queued_tokens += job.tokens
             self._update_queue_gauges()
@@ -195,8 +205,10 @@ class Batcher:
             live.append(job)
         if not live:
             return
+        infer_started = time.perf_counter()
         try:
             window_vectors = self._infer(live)
+            self._update_rate(sum(job.tokens for job in live), time.perf_counter() - infer_started)
         except Exception as exc:  # noqa: BLE001 - the inference thread must outlive a bad batch
             log.error("inference failed: %s", type(exc).__name__)
             for job in live:
@@ -227,6 +239,13 @@ class Batcher:
         )
 
     # -- helpers -------------------------------------------------------------------------
+    def _update_rate(self, tokens: int, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        current = tokens / seconds
+        previous = self._tokens_per_s
+        self._tokens_per_s = current if previous is None else 0.8 * previous + 0.2 * current
+
     def _fail(self, job: _Job, error: Exception) -> None:
         job.loop.call_soon_threadsafe(_reject, job.future, error)
 
