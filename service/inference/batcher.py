@@ -141,7 +141,10 @@ class Batcher:
                     "inference queue is full; retry shortly", retry_after_s=self.retry_after_s
                 )
             rate = self._tokens_per_s
-            if rate and (self._queued_tokens + job.tokens) / rate > job.deadline - job.enqueued:
+            # Half the deadline: the rate is an estimate, and a request admitted just under
+            # its deadline would often time out anyway.
+            budget_s = 0.5 * (job.deadline - job.enqueued)
+            if rate and (self._queued_tokens + job.tokens) / rate > budget_s:
                 self._count_rejected("would_miss_deadline")
                 raise Overloaded(
                     "the queue would not clear before this request's deadline; retry shortly",
