@@ -165,6 +165,10 @@ def main() -> None:
                     row(f"/embed {config}", c, r.notes_per_s, base_rate, r.p50_ms, r.p99_ms)
                     if r.errors:
                         notes_lines.append(f"{config}: {r.errors} errors at {c} clients")
+                    if r.shed:
+                        notes_lines.append(
+                            f"{config}: {r.shed} requests shed (503) and retried at {c} clients"
+                        )
                 peak = max(args.concurrency)
                 after = []
                 for _ in range(args.peak_repeats):
