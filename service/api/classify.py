@@ -6,35 +6,22 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from service.api.deps import EngineDep, SettingsDep
-from service.api.embed import model_header
+from service.api.embed import ERRORS, embed_notes, model_header
 from service.api.responses import FastJSONResponse
-from service.api.schemas import ClassifyRequest, ClassifyResponse, ErrorResponse, validate_texts
-from service.api.security import audit_details
+from service.api.schemas import ClassifyRequest, ClassifyResponse, validate_texts
 from service.inference.head import require_head
 
 router = APIRouter(tags=["classification"])
-
-ERRORS: dict[int | str, dict[str, object]] = {
-    status: {"model": ErrorResponse} for status in (400, 409, 413, 422, 503)
-}
 
 
 @router.post("/classify", response_model=ClassifyResponse, responses=ERRORS)
 async def classify(
     request: ClassifyRequest, http: Request, engine: EngineDep, settings: SettingsDep
 ) -> Response:
-    texts = [n.text for n in request.notes]
-    ids = [n.id for n in request.notes]
-    validate_texts(texts, settings, "notes")
+    validate_texts([n.text for n in request.notes], settings, "notes")
     runtime = engine.runtime  # pin one version: the head must match the encoder that embeds
     head = require_head(runtime.head, runtime.manifest.ref)
-    result = await engine.embed(texts, request.long_note, runtime=runtime)
-    audit_details(
-        http,
-        items=len(texts),
-        model=result.manifest.ref,
-        tokens=sum(n.tokens for n in result.notes),
-    )
+    result, ids = await embed_notes(http, engine, request, runtime)
     probs = head.probabilities(result.vectors)  # [N, C]
     top_k = request.top_k or len(head.labels)
     data = []

@@ -7,8 +7,15 @@ from starlette.responses import Response
 
 from service.api.deps import EngineDep, SettingsDep
 from service.api.responses import FastJSONResponse
-from service.api.schemas import EmbedRequest, EmbedResponse, ErrorResponse, validate_texts
+from service.api.schemas import (
+    ClassifyRequest,
+    EmbedRequest,
+    EmbedResponse,
+    ErrorResponse,
+    validate_texts,
+)
 from service.api.security import audit_details, require_scope
+from service.inference.engine import EmbeddingEngine, EmbedResult, ModelRuntime
 from service.inference.head import require_head
 from service.security import KeyScope
 
@@ -19,17 +26,14 @@ ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-@router.post("/embed", response_model=EmbedResponse, responses=ERRORS)
-async def embed(
-    request: EmbedRequest, http: Request, engine: EngineDep, settings: SettingsDep
-) -> Response:
+async def embed_notes(
+    http: Request,
+    engine: EmbeddingEngine,
+    request: EmbedRequest | ClassifyRequest,
+    runtime: ModelRuntime,
+) -> tuple[EmbedResult, list[str | None]]:
+    """Embed validated notes with the pinned model; record the audit details (counts, model)."""
     texts = [n.text for n in request.notes]
-    ids = [n.id for n in request.notes]
-    validate_texts(texts, settings, "notes")
-    if request.categories:
-        require_scope(http, KeyScope.CLASSIFY)  # categories are the classify capability
-    runtime = engine.runtime  # pin one version: the head must match the encoder that embeds
-    head = require_head(runtime.head, runtime.manifest.ref) if request.categories else None
     result = await engine.embed(texts, request.long_note, runtime=runtime)
     audit_details(
         http,
@@ -37,6 +41,19 @@ async def embed(
         model=result.manifest.ref,
         tokens=sum(n.tokens for n in result.notes),
     )
+    return result, [n.id for n in request.notes]
+
+
+@router.post("/embed", response_model=EmbedResponse, responses=ERRORS)
+async def embed(
+    request: EmbedRequest, http: Request, engine: EngineDep, settings: SettingsDep
+) -> Response:
+    validate_texts([n.text for n in request.notes], settings, "notes")
+    if request.categories:
+        require_scope(http, KeyScope.CLASSIFY)  # categories are the classify capability
+    runtime = engine.runtime  # pin one version: the head must match the encoder that embeds
+    head = require_head(runtime.head, runtime.manifest.ref) if request.categories else None
+    result, ids = await embed_notes(http, engine, request, runtime)
     data = [
         {
             "index": i,
