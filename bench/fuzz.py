@@ -15,10 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.registry.database import make_engine
-from service.security import KeyScope, KeyStore
-from tests.conftest import LiveServer, make_settings
-from tests.security.test_fuzz import run_schemathesis
+from tests.security.test_fuzz import fuzz_service
 from tests.tiny_model import build_tiny_encoder
 from training.export import export_bundle
 
@@ -31,14 +28,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="notespace-fuzz-"))
     bundle = work / "bundle"
     export_bundle(build_tiny_encoder(work / "base"), bundle, name="tiny", max_tokens=32)
-    settings = make_settings(bundle, auth="on", warmup=False, max_notes_per_request=16)
-    key = (
-        KeyStore(make_engine(settings.database_url))
-        .create("fuzzer", [s.value for s in KeyScope], "bench")
-        .key
-    )
-    with LiveServer(settings) as live:
-        code, output = run_schemathesis(live.url, key, args.max_examples, args.seed)
+    code, output = fuzz_service(bundle, args.max_examples, args.seed)
     print(output[output.find("SUMMARY") - 40 :] if "SUMMARY" in output else output[-3000:])
     sys.exit(code)
 

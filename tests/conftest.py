@@ -161,3 +161,16 @@ def tiny_bundle_v2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bundles-v2") / "tiny-v2"
     export_bundle(base, out, name="tiny", version="2", max_tokens=TINY_WINDOW_TOKENS)
     return out
+
+
+def registry_with_versions(database_url: str, *bundles: Path, active: str = "tiny@1") -> Any:
+    """A registry holding `bundles` (staged) with `active` promoted, as ops would set it up."""
+    from service.bundle import load_bundle
+    from service.registry.database import make_engine
+    from service.registry.models import ModelRegistry
+
+    registry = ModelRegistry(make_engine(database_url))
+    for bundle in bundles:
+        registry.register(load_bundle(bundle), "alice")
+    registry.promote(active)
+    return registry

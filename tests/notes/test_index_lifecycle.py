@@ -8,10 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from service.bundle import load_bundle
-from service.registry.database import make_engine
-from service.registry.models import ModelRegistry
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import LiveServer, make_settings, registry_with_versions
 from tests.tiny_model import synthetic_corpus
 
 NOTESPACE = str(Path(sys.executable).with_name("notespace"))
@@ -35,10 +32,7 @@ def cli(*args: str, settings_env: dict[str, str]) -> subprocess.CompletedProcess
 def test_new_model_needs_rebuild_before_promotion(
     database_url: str, tiny_bundle: Path, tiny_bundle_v2: Path, tmp_path: Path
 ) -> None:
-    registry = ModelRegistry(make_engine(database_url))
-    registry.register(load_bundle(tiny_bundle), "alice")
-    registry.register(load_bundle(tiny_bundle_v2), "alice")
-    registry.promote("tiny@1")
+    registry_with_versions(database_url, tiny_bundle, tiny_bundle_v2)
     settings = make_settings(tiny_bundle, database_url=database_url, index_dir=tmp_path / "idx")
     env = {"NOTESPACE_DATABASE_URL": database_url, "NOTESPACE_INDEX_DIR": str(tmp_path / "idx")}
     with LiveServer(settings) as live, live.client() as c:

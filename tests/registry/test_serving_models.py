@@ -9,10 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from service.bundle import load_bundle
-from service.registry.database import make_engine
-from service.registry.models import ModelRegistry
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import LiveServer, make_settings, registry_with_versions
 
 NOTES = ["patient admitted with chest pain", "ct scan normal, plan review in clinic"]
 
@@ -38,10 +35,7 @@ def test_empty_registry_registers_and_promotes_bundle_path(
 def test_promote_swaps_model_under_load_without_failures(
     database_url: str, tiny_bundle: Path, tiny_bundle_v2: Path
 ) -> None:
-    registry = ModelRegistry(make_engine(database_url))
-    registry.register(load_bundle(tiny_bundle), "alice")
-    registry.register(load_bundle(tiny_bundle_v2), "alice")
-    registry.promote("tiny@1")
+    registry = registry_with_versions(database_url, tiny_bundle, tiny_bundle_v2)
     settings = make_settings(tiny_bundle, database_url=database_url)
     with LiveServer(settings) as live:
         seen: list[str] = []
@@ -84,10 +78,7 @@ def test_failed_load_keeps_the_old_model(
     database_url: str, tiny_bundle: Path, tiny_bundle_v2: Path, tmp_path: Path
 ) -> None:
     broken = Path(shutil.copytree(tiny_bundle_v2, tmp_path / "v2"))
-    registry = ModelRegistry(make_engine(database_url))
-    registry.register(load_bundle(tiny_bundle), "alice")
-    registry.register(load_bundle(broken), "alice")
-    registry.promote("tiny@1")
+    registry = registry_with_versions(database_url, tiny_bundle, broken)
     (broken / "model.onnx").write_bytes(b"tampered after registration")
     settings = make_settings(tiny_bundle, database_url=database_url, warmup=False)
     with LiveServer(settings) as live, live.client() as c:
@@ -99,10 +90,7 @@ def test_failed_load_keeps_the_old_model(
 
 
 def test_promote_bad_requests(database_url: str, tiny_bundle: Path, tiny_bundle_v2: Path) -> None:
-    registry = ModelRegistry(make_engine(database_url))
-    registry.register(load_bundle(tiny_bundle), "alice")
-    registry.register(load_bundle(tiny_bundle_v2), "alice")
-    registry.promote("tiny@1")
+    registry = registry_with_versions(database_url, tiny_bundle, tiny_bundle_v2)
     registry.retire("tiny@2")
     settings = make_settings(tiny_bundle, database_url=database_url, warmup=False)
     with LiveServer(settings) as live, live.client() as c:
@@ -115,10 +103,7 @@ def test_promote_bad_requests(database_url: str, tiny_bundle: Path, tiny_bundle_
 def test_promotion_from_the_cli_reaches_a_running_service(
     database_url: str, tiny_bundle: Path, tiny_bundle_v2: Path
 ) -> None:
-    registry = ModelRegistry(make_engine(database_url))
-    registry.register(load_bundle(tiny_bundle), "alice")
-    registry.register(load_bundle(tiny_bundle_v2), "alice")
-    registry.promote("tiny@1")
+    registry = registry_with_versions(database_url, tiny_bundle, tiny_bundle_v2)
     settings = make_settings(
         tiny_bundle, database_url=database_url, warmup=False, registry_poll_s=0.2
     )

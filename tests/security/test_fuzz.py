@@ -43,15 +43,20 @@ def run_schemathesis(url: str, key: str, max_examples: int, seed: int = 1) -> tu
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def test_fuzz_every_endpoint(tiny_bundle: Path) -> None:
-    settings = make_settings(tiny_bundle, auth="on", warmup=False, max_notes_per_request=16)
+def fuzz_service(bundle: Path, max_examples: int, seed: int = 1) -> tuple[int, str]:
+    """Serve `bundle` with auth on and fuzz it with a key holding every scope."""
+    settings = make_settings(bundle, auth="on", warmup=False, max_notes_per_request=16)
     key = (
         KeyStore(make_engine(settings.database_url))
-        .create("fuzzer", [s.value for s in KeyScope], "test")
+        .create("fuzzer", [s.value for s in KeyScope], "fuzz")
         .key
     )
     with LiveServer(settings) as live:
-        code, output = run_schemathesis(live.url, key, max_examples=25)
+        return run_schemathesis(live.url, key, max_examples, seed)
+
+
+def test_fuzz_every_endpoint(tiny_bundle: Path) -> None:
+    code, output = fuzz_service(tiny_bundle, max_examples=25)
     assert code == 0, output[-4000:]
     generated = re.search(r"(\d+) generated, (\d+) passed", output)
     assert generated is not None, output[-2000:]
