@@ -131,3 +131,31 @@ def test_registry_stores_eval_metrics(head_bundle: Path) -> None:
     assert row.eval_metrics is not None and "category_head" in row.eval_metrics
     registry.set_eval_metrics(row.ref, {"downstream": {"macro_f1": 0.5}})
     assert registry.get(row.ref).eval_metrics == {"downstream": {"macro_f1": 0.5}}
+
+
+def test_head_train_scores_held_out_notes(tiny_bundle: Path, tmp_path: Path) -> None:
+    from training.evaluate.data import load_notes
+
+    data = write_mtsamples(tmp_path / "mtsamples.csv", per_pair=12)
+    test_ids = [n.note_id for n in load_notes(data, "mtsamples")][::4]
+    ids_file = tmp_path / "test_ids.txt"
+    ids_file.write_text("\n".join(test_ids) + "\n")
+    app = typer.Typer()
+    register(app)
+    out = tmp_path / "head"
+    result = CliRunner().invoke(
+        app,
+        [
+            *("head", "train", "--bundle", str(tiny_bundle), "--data", str(data)),
+            *("--out", str(out), "--min-per-class", "2", "--threads", "1"),
+            *("--test-ids", str(ids_file)),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert f"held-out test ({len(test_ids)} notes)" in result.output
+    metrics = load_bundle(out).manifest.eval_metrics
+    assert metrics is not None
+    head_metrics = metrics["category_head"]
+    assert head_metrics["test_notes"] == len(test_ids)
+    assert 0.0 <= head_metrics["test"]["macro_f1"] <= 1.0
+    assert set(head_metrics["test"]["per_class"]) >= {"operative_note", "radiology"}

@@ -187,6 +187,7 @@ def head_train(
         runtime = load_runtime(bundle, threads)
         x_train = embed_texts(runtime, [x.text for x in eval_set.train])
         x_val = embed_texts(runtime, [x.text for x in eval_set.val])
+        x_test = embed_texts(runtime, [x.text for x in eval_set.test]) if eval_set.test else None
         result = build_head_bundle(
             bundle,
             out,
@@ -197,6 +198,8 @@ def head_train(
             version=version,
             overwrite=overwrite,
             data_description=f"{data.name} ({fmt}) note categories",
+            test=eval_set.test,
+            x_test=x_test,
         )
     except EvaluationError as exc:
         typer.secho(f"head train failed: {exc}", fg="red", err=True)
@@ -207,6 +210,11 @@ def head_train(
         f"macro-F1 {result.val_scores['macro_f1']:.3f}, accuracy "
         f"{result.val_scores['accuracy']:.3f}"
     )
+    if result.test_scores is not None:
+        typer.echo(
+            f"held-out test ({len(eval_set.test)} notes): macro-F1 "
+            f"{result.test_scores['macro_f1']:.3f}, accuracy {result.test_scores['accuracy']:.3f}"
+        )
     if register:
         row = _registry_factory(database_url)().register(load_bundle(out), getpass.getuser())
         typer.echo(f"registered {row.ref} (id {row.id}, {row.status})")

@@ -25,6 +25,7 @@ class HeadResult:
     bundle_dir: Path
     manifest: Manifest
     val_scores: dict[str, Any]
+    test_scores: dict[str, Any] | None = None
 
 
 def fit_softmax_head(
@@ -72,8 +73,14 @@ def build_head_bundle(
     version: str | None = None,
     overwrite: bool = False,
     data_description: str = "",
+    test: Sequence[LabelledNote] = (),
+    x_test: Vectors | None = None,
 ) -> HeadResult:
-    """Copy the bundle, add head.npz and labels, and re-write the manifest (new version)."""
+    """Copy the bundle, add head.npz and labels, and re-write the manifest (new version).
+
+    With held-out `test` notes (never used to fit or select the head) their scores go into the
+    manifest beside the validation scores, so a reviewer sees an unbiased figure.
+    """
     source = load_bundle(bundle_dir)
     if x_train.shape[1] != source.manifest.embedding_dim:
         raise EvaluationError(
@@ -82,6 +89,12 @@ def build_head_bundle(
     labels, weight, bias, info = fit_softmax_head(
         x_train, [n.y for n in train], x_val, [n.y for n in val]
     )
+    test_scores = None
+    if test and x_test is not None:
+        predicted = np.argmax(x_test @ weight + bias, axis=1)  # softmax is monotone
+        test_scores = classification_scores(
+            [n.y for n in test], [labels[i] for i in predicted.tolist()], labels
+        )
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise EvaluationError(f"output directory {out} is not empty (pass --overwrite)")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +113,8 @@ def build_head_bundle(
             "val_notes": len(val),
             **info,
         }
+        if test_scores is not None:
+            metrics["category_head"].update(test_notes=len(test), test=test_scores)
         manifest = write_manifest(
             staging,
             **old,
@@ -117,4 +132,4 @@ def build_head_bundle(
         if staging.exists():
             shutil.rmtree(staging)
     assert (out / MANIFEST).is_file()
-    return HeadResult(out, manifest, info["validation"])
+    return HeadResult(out, manifest, info["validation"], test_scores)
