@@ -40,14 +40,16 @@ from _common import (
 )
 
 # Service configurations: (bundle: "fp32" | "int8", environment).
+ORT = {"NOTESPACE_RUNTIME": "onnxruntime"}
 CONFIGS: dict[str, tuple[str, dict[str, str]]] = {
-    "ort-fp32": ("fp32", {}),
-    "ort-fp32-nospin": ("fp32", {"NOTESPACE_ORT_THREAD_SPINNING": "false"}),
-    "ort-fp32-noarena": ("fp32", {"NOTESPACE_ORT_CPU_ARENA": "false"}),
-    "ov-fp32": ("fp32", {"NOTESPACE_RUNTIME": "openvino"}),
+    "auto": ("fp32", {}),  # the default: whatever runtime_choice picks on this machine
+    "ort-fp32": ("fp32", ORT),
+    "ort-fp32-nospin": ("fp32", {**ORT, "NOTESPACE_ORT_THREAD_SPINNING": "false"}),
+    "ort-fp32-noarena": ("fp32", {**ORT, "NOTESPACE_ORT_CPU_ARENA": "false"}),
+    "ov-fp32": ("fp32", {"NOTESPACE_RUNTIME": "openvino", "NOTESPACE_CPU_PRECISION": "fp32"}),
     "ov-bf16": ("fp32", {"NOTESPACE_RUNTIME": "openvino", "NOTESPACE_CPU_PRECISION": "bf16"}),
-    "ort-int8": ("int8", {}),
-    "ort-int8-nospin": ("int8", {"NOTESPACE_ORT_THREAD_SPINNING": "false"}),
+    "ort-int8": ("int8", ORT),
+    "ort-int8-nospin": ("int8", {**ORT, "NOTESPACE_ORT_THREAD_SPINNING": "false"}),
 }
 
 

@@ -4,9 +4,11 @@
     .venv/bin/python deploy/lock_requirements.py          # rewrite deploy/requirements-*.txt
     .venv/bin/python deploy/lock_requirements.py --check  # exit 1 if the files are stale
 
-requirements-service.txt: every distribution `pip install notespace` (no extras) pulls in, with
-its transitive requirements, except onnxruntime (the Dockerfile's ONNXRUNTIME build argument
-picks onnxruntime or onnxruntime-gpu: both provide the same module). requirements-training.txt:
+requirements-service.txt: every distribution `pip install 'notespace[openvino]'` pulls in, with
+its transitive requirements (OpenVINO is the faster CPU runtime that `runtime auto` picks; see
+service/inference/runtime_choice.py), except onnxruntime (the Dockerfile's ONNXRUNTIME build
+argument picks onnxruntime or onnxruntime-gpu: both provide the same module).
+requirements-training.txt:
 what the `training` extra adds on top, except torch (installed first from the CPU wheel index).
 Run it after upgrading the venv and rebuild the images.
 """
@@ -25,6 +27,8 @@ DEPLOY = Path(__file__).resolve().parent
 PROJECT = "notespace"
 # Installed by the Dockerfiles themselves, each from its own place.
 SEPARATE = {"onnxruntime", "onnxruntime-gpu", "torch", PROJECT}
+# Extras the service image carries.
+SERVICE_EXTRAS = ("openvino",)
 # Never in the service image (architecture.md: the service stays lean).
 FORBIDDEN_IN_SERVICE = {"torch", "transformers", "triton", "sentence-transformers"}
 
@@ -86,7 +90,10 @@ def render(title: str, pins: dict[str, str], missing: list[str]) -> str:
 
 
 def locked_files() -> dict[Path, str]:
-    service, service_missing = closure(project_requirements(None))
+    service_roots = project_requirements(None)
+    for extra in SERVICE_EXTRAS:
+        service_roots += project_requirements(extra)
+    service, service_missing = closure(service_roots)
     training, training_missing = closure(project_requirements("training"))
     service_pins = {n: v for n, v in service.items() if n not in SEPARATE}
     training_pins = {n: v for n, v in training.items() if n not in SEPARATE and n not in service}
@@ -95,7 +102,7 @@ def locked_files() -> dict[Path, str]:
         raise SystemExit(f"the service's dependencies pull in {sorted(bad)}: fix pyproject.toml")
     return {
         DEPLOY / "requirements-service.txt": render(
-            "The service image: `pip install notespace` without extras (onnxruntime: build arg).",
+            "The service image: `pip install 'notespace[openvino]'` (onnxruntime: build arg).",
             service_pins,
             service_missing,
         ),

@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# The notespace service image: ONNX Runtime + tokenizers + FAISS, no torch, no transformers,
+# The notespace service image: ONNX Runtime + OpenVINO (the faster CPU runtime, picked by
+# NOTESPACE_RUNTIME=auto) + tokenizers + FAISS, no torch, no transformers,
 # no compilers. Build from the repository root (docker-compose.yml does):
 #   docker build -f deploy/service.Dockerfile -t notespace-service .
 #   docker build -f deploy/service.Dockerfile --build-arg ONNXRUNTIME="onnxruntime-gpu[cuda,cudnn]==1.32.0" -t notespace-service-gpu .

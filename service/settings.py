@@ -12,11 +12,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 LongNotePolicy = Literal["chunk", "truncate", "reject"]
 Device = Literal["cpu", "cuda", "auto"]
 # Which runtime executes the bundle's ONNX graph: ONNX Runtime (always installed) or the
-# OpenVINO runtime (optional extra `notespace[openvino]`, CPU only).
-Runtime = Literal["onnxruntime", "openvino"]
+# OpenVINO runtime (extra `notespace[openvino]`, CPU only). `auto` takes the faster one that
+# can serve the bundle on this machine (service/inference/runtime_choice.py).
+Runtime = Literal["auto", "onnxruntime", "openvino"]
 # Arithmetic precision on CPU. bf16 runs fp32 bundles on the CPU's bf16 units (AVX512-BF16 /
-# AMX) through OpenVINO; ONNX Runtime has no bf16 CPU kernels, so bf16 needs runtime openvino.
-CpuPrecision = Literal["fp32", "bf16"]
+# AMX) through OpenVINO; ONNX Runtime has no bf16 CPU kernels, so bf16 needs OpenVINO. `auto`
+# takes bf16 exactly when OpenVINO serves and the CPU has bf16 units.
+CpuPrecision = Literal["auto", "fp32", "bf16"]
 
 
 class Settings(BaseSettings):
@@ -60,8 +62,8 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     max_batch_tokens: int = Field(default=16384, ge=64)
     warmup: bool = True
-    runtime: Runtime = "onnxruntime"
-    cpu_precision: CpuPrecision = "fp32"
+    runtime: Runtime = "auto"
+    cpu_precision: CpuPrecision = "auto"
     # ONNX Runtime's CPU memory arena keeps the peak batch's buffers for reuse; off, freed
     # buffers go back to the allocator (lower idle memory, measured in docs/benchmarks.md).
     ort_cpu_arena: bool = True
@@ -109,7 +111,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _precision_fits_runtime(self) -> Settings:
-        if self.cpu_precision == "bf16" and self.runtime != "openvino":
+        if self.cpu_precision == "bf16" and self.runtime == "onnxruntime":
             raise ValueError("cpu_precision bf16 needs runtime openvino (ONNX Runtime has no bf16)")
         if self.runtime == "openvino" and self.device == "cuda":
             raise ValueError("runtime openvino serves CPU only; use onnxruntime for device cuda")

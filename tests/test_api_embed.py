@@ -1,10 +1,15 @@
-"""POST /embed and the operational endpoints, over real HTTP against a real ONNX session."""
+"""POST /embed and the operational endpoints, over real HTTP against a real inference session
+(ONNX Runtime or OpenVINO, whichever `runtime auto` picks on this machine)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import httpx
 import numpy as np
 
+from service.inference.runtime_choice import choose_runtime
+from tests.conftest import make_settings
 from tests.tiny_model import synthetic_corpus
 
 LONG_NOTE = " ".join(synthetic_corpus(8, seed=9))
@@ -59,7 +64,14 @@ def test_health_ready_info(client: httpx.Client) -> None:
     assert client.get("/ready").json() == {"status": "ready"}
     info = client.get("/info").json()
     assert info["model"]["dim"] == 32 and info["model"]["max_tokens_per_window"] == 32
-    assert info["model"]["providers"] == ["CPUExecutionProvider"]
+    # The runtime `auto` picks on this machine (tests/test_runtime_choice.py covers the rules).
+    choice = choose_runtime(make_settings(Path("unused")), "fp32")
+    expected = (
+        ["CPUExecutionProvider"]
+        if choice.runtime == "onnxruntime"
+        else [f"OpenVINO-CPU-{choice.precision}"]
+    )
+    assert info["model"]["providers"] == expected
     assert set(info["limits"]) >= {
         "max_body_bytes",
         "max_notes_per_request",

@@ -25,13 +25,13 @@ def _vectors(bundle: Path, **settings: str) -> np.ndarray:
 
 def test_bf16_needs_openvino(tiny_bundle: Path) -> None:
     with pytest.raises(ValidationError, match="bf16 needs runtime openvino"):
-        make_settings(tiny_bundle, cpu_precision="bf16")
+        make_settings(tiny_bundle, runtime="onnxruntime", cpu_precision="bf16")
 
 
 def test_openvino_matches_onnxruntime(tiny_bundle: Path) -> None:
     openvino = pytest.importorskip("openvino")
-    reference = _vectors(tiny_bundle)
-    fp32 = _vectors(tiny_bundle, runtime="openvino")
+    reference = _vectors(tiny_bundle, runtime="onnxruntime")
+    fp32 = _vectors(tiny_bundle, runtime="openvino", cpu_precision="fp32")
     np.testing.assert_allclose(fp32, reference, atol=1e-4)  # fp32 kernels differ only in order
     if "BF16" not in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         pytest.skip("this CPU has no bf16")

@@ -18,6 +18,7 @@ from service.inference.batcher import Batcher, Vectors, encode_windows, pool_not
 from service.inference.head import CategoryHead, load_head
 from service.inference.onnx_encoder import OnnxEncoder, WindowEncoder
 from service.inference.openvino_encoder import OpenVinoEncoder
+from service.inference.runtime_choice import choose_runtime
 from service.inference.tokenize import NoteTokenizer, TokenizedNote
 from service.metrics import ServiceMetrics
 from service.settings import LongNotePolicy, Settings
@@ -63,9 +64,17 @@ class ModelRuntime:
             max_windows_per_note=settings.max_windows_per_note,
         )
         encoder: OnnxEncoder | OpenVinoEncoder
-        if settings.runtime == "openvino":
+        choice = choose_runtime(settings, bundle.manifest.precision)
+        log.info(
+            "%s serves on %s (%s): %s",
+            bundle.manifest.ref,
+            choice.runtime,
+            choice.precision,
+            choice.reason,
+        )
+        if choice.runtime == "openvino":
             encoder = OpenVinoEncoder(
-                bundle, precision=settings.cpu_precision, threads=settings.intra_op_threads
+                bundle, precision=choice.precision, threads=settings.intra_op_threads
             )
         else:
             encoder = OnnxEncoder(

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from service.bundle import Bundle
-from service.settings import CpuPrecision
+from service.inference.runtime_choice import ConcretePrecision
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ class OpenVinoEncoder:
     accumulation stay fp32 (cosine to fp32 above 0.9999 on MTSamples, docs/benchmarks.md).
     """
 
-    def __init__(self, bundle: Bundle, *, precision: CpuPrecision, threads: int) -> None:
+    def __init__(self, bundle: Bundle, *, precision: ConcretePrecision, threads: int) -> None:
         try:
             import openvino
         except ImportError as exc:

@@ -53,6 +53,8 @@ def test_service_requirements_file_is_pinned_and_lean(lock: ModuleType) -> None:
     assert not any(name.startswith("nvidia-") for name in pinned)
     direct = {canonical(r.name) for r in lock.project_requirements(None)} - {"onnxruntime"}
     assert direct - set(pinned) == set(), "re-run deploy/lock_requirements.py"
+    # The faster CPU runtime that `runtime auto` picks ships in the image.
+    assert "openvino" in pinned
     assert all(re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", v) for v in pinned.values())
 
 
