@@ -34,7 +34,7 @@ def _choose(
     ("caps", "expected"),
     [
         (None, ("onnxruntime", "fp32")),  # the lean image: no openvino
-        (AVX2, ("openvino", "fp32")),  # measured 1.3-1.4x ONNX Runtime fp32
+        (AVX2, ("openvino", "fp32")),  # measured 1.1-1.5x ONNX Runtime fp32 over HTTP
         (BF16, ("openvino", "bf16")),  # AVX512-BF16 / AMX units
     ],
 )

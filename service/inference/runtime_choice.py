@@ -1,11 +1,10 @@
 """Which runtime and CPU precision serve a bundle when the settings say `auto`.
 
-Chosen by measurement (docs/benchmarks.md): on the CPUs we measured, OpenVINO runs the same
-ONNX graph 1.3-1.4x faster than ONNX Runtime in fp32 (AVX2 and AVX-512 machines alike), and
-bf16 on CPUs with bf16 units (AVX512-BF16 / AMX) about 2.5x faster again over fp32 ONNX Runtime,
-within cosine 0.99997 of fp32. ONNX Runtime stays the runtime for CUDA, for quantised (int8 /
-fp16) bundles, which OpenVINO does not serve here, and wherever OpenVINO is not installed (the
-lean service image).
+Chosen by measurement (docs/benchmarks.md): OpenVINO serves the same ONNX graph at 1.1-1.5x the
+notes/s of ONNX Runtime fp32 over HTTP (measured on an AVX2 and an AVX-512 CPU), and in bf16,
+on CPUs with bf16 units (AVX512-BF16 / AMX), at about 2.5x the fp32 baseline within cosine
+0.99997 of fp32. ONNX Runtime stays the runtime for CUDA, for quantised (int8 / fp16) bundles,
+which OpenVINO does not serve here, and wherever OpenVINO is not installed.
 """
 
 from __future__ import annotations
