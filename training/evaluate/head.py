@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from service.bundle import MANIFEST, Manifest, load_bundle, write_manifest
-from service.inference.head import HEAD_FILE, load_head
+from service.inference.head import HEAD_FILE, CategoryHead, load_head
 from training.evaluate.classifiers import LR_C_GRID
 from training.evaluate.data import EvaluationError, LabelledNote
 from training.evaluate.metrics import classification_scores
@@ -91,7 +91,8 @@ def build_head_bundle(
     )
     test_scores = None
     if test and x_test is not None:
-        predicted = np.argmax(x_test @ weight + bias, axis=1)  # softmax is monotone
+        served = CategoryHead(tuple(labels), weight, bias)  # scored as /classify scores
+        predicted = served.probabilities(x_test).argmax(axis=1)
         test_scores = classification_scores(
             [n.y for n in test], [labels[i] for i in predicted.tolist()], labels
         )
