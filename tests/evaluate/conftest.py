@@ -65,3 +65,17 @@ def write_mtsamples(path: Path, per_pair: int = 8, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def mtsamples_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_mtsamples(tmp_path_factory.mktemp("mtsamples") / "mtsamples.csv")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "realdata: reads the real data sets under ../shared/data (skipped without)"
+    )
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root shaped like ../shared/data, with tiny files for every visible task."""
+    from tests.evaluate.suite_data import write_data_root
+
+    return write_data_root(tmp_path_factory.mktemp("data-root"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,6 +149,27 @@ class _FineTuned(nn.Module):
         return logits
 
 
+@dataclass(frozen=True)
+class StepSchedule:
+    """Fine-tuning in optimiser steps: validation macro-F1 every `eval_every` steps (and at the
+    last), stop after `patience` evaluations without a gain or at `max_steps`; the best state
+    is restored."""
+
+    max_steps: int = 200
+    eval_every: int = 10
+    patience: int = 5
+
+    def __post_init__(self) -> None:
+        if min(self.max_steps, self.eval_every, self.patience) < 1:
+            raise EvaluationError("max_steps, eval_every and patience must be at least 1")
+
+    @classmethod
+    def epochs(cls, epochs: int, n_train: int, batch_size: int) -> StepSchedule:
+        """The old fixed-epoch protocol: evaluate once per epoch, never stop early."""
+        steps_per_epoch = math.ceil(n_train / batch_size)
+        return cls(epochs * steps_per_epoch, steps_per_epoch, max(epochs, 1))
+
+
 def fine_tune(
     checkpoint: Path,
     train_texts: Sequence[str],
@@ -159,7 +180,7 @@ def fine_tune(
     classes: Sequence[str],
     *,
     seed: int,
-    epochs: int = 4,
+    schedule: StepSchedule = StepSchedule(),
     encoder_lr: float = 2e-5,
     head_lr: float = 1e-3,
     batch_size: int = 16,
@@ -167,7 +188,7 @@ def fine_tune(
     eval_batch_size: int = 64,
 ) -> Fitted:
     """Fine-tune the whole encoder with the paper's head (first `max_length` tokens of each
-    note); the epoch is chosen on validation, then the test split is scored once."""
+    note) with early stopping on validation macro-F1, then score the test split once."""
     from transformers import AutoModel, AutoTokenizer
 
     torch.manual_seed(seed)
@@ -207,24 +228,51 @@ def fine_tune(
     ytr = torch.tensor([index[y] for y in y_train])
     yva = [index[y] for y in y_val]
     generator = torch.Generator().manual_seed(seed)
+
+    def batches() -> Iterator[torch.Tensor]:
+        while True:  # a fresh permutation per pass over the examples
+            yield from torch.randperm(len(ytr), generator=generator).split(batch_size)  # type: ignore[no-untyped-call]
+
     best: tuple[float, int, dict[str, torch.Tensor]] = (-1.0, 0, {})
-    steps_per_epoch = math.ceil(len(ytr) / batch_size)
-    for epoch in range(1, epochs + 1):
+    evaluations: list[list[float]] = []
+    since_gain = 0
+    step = 0
+    stopped = "cap"
+    for batch_idx in batches():
         model.train()
-        for batch_idx in torch.randperm(len(ytr), generator=generator).split(batch_size):  # type: ignore[no-untyped-call]
-            batch = encode([train_texts[i] for i in batch_idx.tolist()])
-            logits = model(batch["input_ids"], batch["attention_mask"])
-            loss = nn.functional.cross_entropy(logits, ytr[batch_idx])
-            optim.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]
-            optim.step()
-        score = _macro_f1(yva, predict(val_texts), len(classes))
-        if score > best[0]:
-            best = (score, epoch, copy.deepcopy(model.state_dict()))
+        batch = encode([train_texts[i] for i in batch_idx.tolist()])
+        logits = model(batch["input_ids"], batch["attention_mask"])
+        loss = nn.functional.cross_entropy(logits, ytr[batch_idx])
+        optim.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        optim.step()
+        step += 1
+        if step % schedule.eval_every == 0 or step == schedule.max_steps:
+            score = _macro_f1(yva, predict(val_texts), len(classes))
+            evaluations.append([step, score])
+            if score > best[0]:
+                best, since_gain = (score, step, copy.deepcopy(model.state_dict())), 0
+            else:
+                since_gain += 1
+            if since_gain >= schedule.patience and step < schedule.max_steps:
+                stopped = "early"
+                break
+        if step >= schedule.max_steps:
+            break
     model.load_state_dict(best[2])
     pred = predict(test_texts)
     return Fitted(
         [classes[i] for i in pred],
         best[0],
-        {"epoch": best[1], "steps_per_epoch": steps_per_epoch, "max_length": max_length},
+        {
+            "step": best[1],
+            "steps_run": step,
+            "stopped": stopped,  # "early" (patience ran out) or "cap" (max_steps reached)
+            "max_steps": schedule.max_steps,
+            "eval_every": schedule.eval_every,
+            "patience": schedule.patience,
+            "evaluations": evaluations,
+            "steps_per_epoch": math.ceil(len(ytr) / batch_size),
+            "max_length": max_length,
+        },
     )

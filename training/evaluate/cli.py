@@ -51,17 +51,36 @@ def evaluate(
             help="[LABEL=]bundle dir | checkpoint dir | 'base' | NAME@VERSION (repeat)",
         ),
     ],
-    data: DataOption,
     out: Annotated[Path, typer.Option(help="report directory (markdown, JSON, PNGs)")],
+    suite: Annotated[
+        str | None,
+        typer.Option(help="a suite: a name in training/configs/suites/ (e.g. default) or a YAML"),
+    ] = None,
+    data_root: Annotated[
+        Path | None,
+        typer.Option(help="suite mode: folder the tasks' relative paths start from"),
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="suite mode: test, or val to choose settings on validation data")
+    ] = "test",
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="suite mode: model label the others are paired with [default: first]"),
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="suite mode: embedding cache [default: OUT/cache]")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="single-task mode: labelled notes (CSV/JSONL/Parquet)"),
+    ] = None,
     fmt: FormatOption = "mtsamples",
     task: Annotated[str, typer.Option(help="'label' or 'category'")] = "label",
-    n: Annotated[list[str], typer.Option("--n", help="examples per class, or 'all'")] = [  # noqa: B006
-        "16",
-        "64",
-        "128",
-        "all",
-    ],
-    seeds: Annotated[int, typer.Option(help="seeds per N")] = 5,
+    n: Annotated[
+        list[str] | None,
+        typer.Option("--n", help="examples per class, or 'all' [default: 16 64 128 all]"),
+    ] = None,
+    seeds: Annotated[int | None, typer.Option(help="seeds per N [default: 5]")] = None,
     test_ids: TestIdsOption = None,
     min_per_class: Annotated[
         int | None,
@@ -73,77 +92,201 @@ def evaluate(
         list[str] | None, typer.Option("--finetune-n", help="N values to fine-tune at")
     ] = None,
     finetune_seeds: Annotated[int, typer.Option(help="seeds per fine-tuned N")] = 5,
-    finetune_epochs: Annotated[int, typer.Option(help="fine-tuning epochs")] = 4,
+    finetune_max_steps: Annotated[
+        int, typer.Option(help="fine-tuning: optimiser steps at most")
+    ] = 200,
+    finetune_eval_every: Annotated[
+        int, typer.Option(help="fine-tuning: validation macro-F1 every K steps")
+    ] = 10,
+    finetune_patience: Annotated[
+        int, typer.Option(help="fine-tuning: stop after P evaluations without a gain")
+    ] = 5,
+    finetune_epochs: Annotated[
+        int | None,
+        typer.Option(help="the old protocol: E fixed epochs, best epoch, no early stopping"),
+    ] = None,
     finetune_max_length: Annotated[int, typer.Option(help="tokens per note")] = 256,
     export_max_tokens: Annotated[
         int | None, typer.Option(help="window size when exporting checkpoints to bundles")
     ] = None,
     threads: Annotated[int, typer.Option(help="CPU threads")] = 2,
-    no_plots: Annotated[bool, typer.Option("--no-plots", help="skip t-SNE pictures")] = False,
+    no_plots: Annotated[bool, typer.Option("--no-plots", help="skip the PNG pictures")] = False,
     database_url: Annotated[str | None, typer.Option(help="registry database URL")] = None,
 ) -> None:
-    """Compare models on few-shot classification and embedding-space metrics."""
+    """Compare models: on a suite of tasks (--suite), or on one labelled note set (--data)."""
     import torch
 
-    from training.evaluate.data import (
-        EvaluationError,
-        build_eval_set,
-        load_notes,
-        parse_n,
-    )
-    from training.evaluate.models import resolve_model
-    from training.evaluate.report import EvalConfig, registry_summary, run_report
+    from training.errors import TrainingError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     torch.set_num_threads(threads)
     started = time.perf_counter()
     try:
-        if task not in ("label", "category"):
-            raise EvaluationError(f"--task must be 'label' or 'category', not {task!r}")
-        if long_note not in ("chunk", "truncate"):
-            raise EvaluationError(f"--long-note must be chunk or truncate, not {long_note!r}")
-        ns = [parse_n(v) for v in n]
-        ft_ns = [parse_n(v) for v in finetune_n or []]
-        finite = [x for x in ns + ft_ns if x != "all"]
-        floor = min_per_class if min_per_class is not None else max(finite, default=2)
-        eval_set = build_eval_set(
-            load_notes(data, fmt),  # type: ignore[arg-type]
-            task=task,  # type: ignore[arg-type]
-            test_ids=_read_ids(test_ids),
-            min_per_class=floor,
-            max_test=max_test,
-        )
-        typer.echo(
-            f"{task}: {len(eval_set.classes)} classes, counts {eval_set.counts()}; "
-            f"dropped {eval_set.dropped_classes}"
-        )
-        registry = _registry_factory(database_url)
-        sources = [
-            resolve_model(spec, out, registry=registry, max_tokens=export_max_tokens)
-            for spec in models
-        ]
-        config = EvalConfig(
-            ns=ns,
-            seeds=seeds,
-            policy=long_note,  # type: ignore[arg-type]
-            threads=threads,
-            finetune_ns=ft_ns,
-            finetune_seeds=finetune_seeds,
-            finetune_epochs=finetune_epochs,
-            finetune_max_length=finetune_max_length,
-            plots=not no_plots,
-        )
-        report = run_report(
-            sources,
-            eval_set,
-            config,
-            out,
-            data_description=f"{data.name} ({fmt}), task {task}",
-            progress=typer.echo,
-        )
-    except EvaluationError as exc:
+        if (suite is None) == (data is None):
+            raise typer.BadParameter("give exactly one of --suite and --data")
+        if suite is not None:
+            single_only = {
+                "--n": n,
+                "--seeds": seeds,
+                "--test-ids": test_ids,
+                "--finetune-n": finetune_n,
+                "--max-test": max_test,
+            }
+            if given := [k for k, v in single_only.items() if v]:
+                raise typer.BadParameter(
+                    f"{', '.join(given)}: single-task options; a suite sets these in its YAML"
+                )
+            _evaluate_suite(
+                models,
+                suite,
+                out,
+                data_root=data_root,
+                split=split,
+                baseline=baseline,
+                cache_dir=cache_dir,
+                export_max_tokens=export_max_tokens,
+                threads=threads,
+                plots=not no_plots,
+                database_url=database_url,
+            )
+        else:
+            assert data is not None
+            _evaluate_single(
+                models,
+                data,
+                out,
+                fmt=fmt,
+                task=task,
+                n=n or ["16", "64", "128", "all"],
+                seeds=seeds or 5,
+                test_ids=test_ids,
+                min_per_class=min_per_class,
+                max_test=max_test,
+                long_note=long_note,
+                finetune_n=finetune_n or [],
+                finetune_seeds=finetune_seeds,
+                finetune_schedule=(
+                    finetune_epochs,
+                    finetune_max_steps,
+                    finetune_eval_every,
+                    finetune_patience,
+                ),
+                finetune_max_length=finetune_max_length,
+                export_max_tokens=export_max_tokens,
+                threads=threads,
+                plots=not no_plots,
+                database_url=database_url,
+            )
+    except TrainingError as exc:  # EvaluationError, CorpusError: one line, no traceback
         typer.secho(f"evaluate failed: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
+    typer.echo(f"wrote {out / 'report.md'} in {time.perf_counter() - started:.0f} s")
+
+
+def _evaluate_suite(
+    models: list[str],
+    suite: str,
+    out: Path,
+    *,
+    data_root: Path | None,
+    split: str,
+    baseline: str | None,
+    cache_dir: Path | None,
+    export_max_tokens: int | None,
+    threads: int,
+    plots: bool,
+    database_url: str | None,
+) -> None:
+    from training.evaluate.data import EvaluationError
+    from training.evaluate.suite.runner import RunConfig, run_suite
+
+    if split not in ("test", "val"):
+        raise EvaluationError(f"--split must be test or val, not {split!r}")
+    config = RunConfig(
+        data_root=data_root,
+        threads=threads,
+        baseline=baseline,
+        cache_dir=cache_dir,
+        registry=_registry_factory(database_url),
+        export_max_tokens=export_max_tokens,
+        plots=plots,
+        progress=typer.echo,
+    )
+    run_suite(models, suite, config, out, split=split)  # type: ignore[arg-type]
+
+
+def _evaluate_single(
+    models: list[str],
+    data: Path,
+    out: Path,
+    *,
+    fmt: str,
+    task: str,
+    n: list[str],
+    seeds: int,
+    test_ids: Path | None,
+    min_per_class: int | None,
+    max_test: int | None,
+    long_note: str,
+    finetune_n: list[str],
+    finetune_seeds: int,
+    finetune_schedule: tuple[int | None, int, int, int],
+    finetune_max_length: int,
+    export_max_tokens: int | None,
+    threads: int,
+    plots: bool,
+    database_url: str | None,
+) -> None:
+    from training.evaluate.data import EvaluationError, build_eval_set, load_notes, parse_n
+    from training.evaluate.models import resolve_model
+    from training.evaluate.report import EvalConfig, registry_summary, run_report
+
+    if task not in ("label", "category"):
+        raise EvaluationError(f"--task must be 'label' or 'category', not {task!r}")
+    if long_note not in ("chunk", "truncate"):
+        raise EvaluationError(f"--long-note must be chunk or truncate, not {long_note!r}")
+    ns = [parse_n(v) for v in n]
+    ft_ns = [parse_n(v) for v in finetune_n]
+    finite = [x for x in ns + ft_ns if x != "all"]
+    floor = min_per_class if min_per_class is not None else max(finite, default=2)
+    eval_set = build_eval_set(
+        load_notes(data, fmt),  # type: ignore[arg-type]
+        task=task,  # type: ignore[arg-type]
+        test_ids=_read_ids(test_ids),
+        min_per_class=floor,
+        max_test=max_test,
+    )
+    typer.echo(
+        f"{task}: {len(eval_set.classes)} classes, counts {eval_set.counts()}; "
+        f"dropped {eval_set.dropped_classes}"
+    )
+    registry = _registry_factory(database_url)
+    sources = [
+        resolve_model(spec, out, registry=registry, max_tokens=export_max_tokens) for spec in models
+    ]
+    epochs, max_steps, eval_every, patience = finetune_schedule
+    config = EvalConfig(
+        ns=ns,
+        seeds=seeds,
+        policy=long_note,  # type: ignore[arg-type]
+        threads=threads,
+        finetune_ns=ft_ns,
+        finetune_seeds=finetune_seeds,
+        finetune_epochs=epochs,
+        finetune_max_steps=max_steps,
+        finetune_eval_every=eval_every,
+        finetune_patience=patience,
+        finetune_max_length=finetune_max_length,
+        plots=plots,
+    )
+    report = run_report(
+        sources,
+        eval_set,
+        config,
+        out,
+        data_description=f"{data.name} ({fmt}), task {task}",
+        progress=typer.echo,
+    )
     for source in sources:
         if source.registry_ref is not None:
             reg = registry()
@@ -154,7 +297,6 @@ def evaluate(
             }
             reg.set_eval_metrics(source.registry_ref, merged)
             typer.echo(f"stored metrics on {source.registry_ref}")
-    typer.echo(f"wrote {out / 'report.md'} in {time.perf_counter() - started:.0f} s")
 
 
 def head_train(

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -21,6 +21,13 @@ FewShotN = int | Literal["all"]
 
 class EvaluationError(TrainingError):
     """The evaluation cannot run as asked (too few examples, one class, unknown model, ...)."""
+
+
+class HasClass(Protocol):
+    """Anything few-shot sampling can draw from: an example with a class."""
+
+    @property
+    def y(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -159,7 +166,7 @@ def parse_n(value: str) -> FewShotN:
 
 
 def sample_few_shot(
-    notes: Sequence[LabelledNote], classes: Sequence[str], n: FewShotN, seed: int
+    notes: Sequence[HasClass], classes: Sequence[str], n: FewShotN, seed: int
 ) -> list[int]:
     """Indices of `n` examples per class drawn with `seed` ("all": every example).
 

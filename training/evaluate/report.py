@@ -13,7 +13,13 @@ from typing import Any, Literal
 import numpy as np
 
 from service.settings import LongNotePolicy
-from training.evaluate.classifiers import Fitted, fine_tune, frozen_head, logistic_probe
+from training.evaluate.classifiers import (
+    Fitted,
+    StepSchedule,
+    fine_tune,
+    frozen_head,
+    logistic_probe,
+)
 from training.evaluate.data import EvalSet, EvaluationError, FewShotN, sample_few_shot
 from training.evaluate.metrics import classification_scores, embedding_space_metrics, mean_sd
 from training.evaluate.models import ModelSource, Vectors, cached_embeddings
@@ -40,7 +46,11 @@ class EvalConfig:
     head_lr: float = 1e-3
     finetune_ns: list[FewShotN] = field(default_factory=list)  # empty: no fine-tuning
     finetune_seeds: int = 5
-    finetune_epochs: int = 4
+    finetune_epochs: int | None = None  # set: the old fixed-epoch protocol (no early stop)
+    finetune_max_steps: int = 200
+    finetune_eval_every: int = 10
+    finetune_patience: int = 5
+    finetune_batch_size: int = 16
     finetune_max_length: int = 256
     finetune_encoder_lr: float = 2e-5
     finetune_head_lr: float = 1e-3
@@ -174,6 +184,13 @@ def evaluate_model(
             )
         else:
             assert source.checkpoint is not None
+            schedule = (
+                StepSchedule.epochs(config.finetune_epochs, len(idx), config.finetune_batch_size)
+                if config.finetune_epochs is not None
+                else StepSchedule(
+                    config.finetune_max_steps, config.finetune_eval_every, config.finetune_patience
+                )
+            )
             fitted = fine_tune(
                 source.checkpoint,
                 [eval_set.train[i].text for i in idx],
@@ -183,7 +200,8 @@ def evaluate_model(
                 [n_.text for n_ in eval_set.test],
                 eval_set.classes,
                 seed=seed,
-                epochs=config.finetune_epochs,
+                schedule=schedule,
+                batch_size=config.finetune_batch_size,
                 max_length=config.finetune_max_length,
                 encoder_lr=config.finetune_encoder_lr,
                 head_lr=config.finetune_head_lr,

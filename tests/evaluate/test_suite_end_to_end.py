@@ -1,0 +1,90 @@
+"""The suite end to end on tiny data: two real tiny bundles, every visible task's loader, the
+CLI, report md/json/png, and eval_metrics stored in a real SQLite registry row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from tests.conftest import migrated_sqlite_url, registry_with_versions
+from tests.evaluate.suite_data import TINY_SUITE
+from training.cli import register
+
+
+def _cli() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+@pytest.fixture(scope="module")
+def suite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("suite") / "tiny.yaml"
+    path.write_text(TINY_SUITE)
+    return path
+
+
+def test_suite_cli_end_to_end(
+    tiny_bundle: Path, tiny_bundle_v2: Path, data_root: Path, suite_file: Path, tmp_path: Path
+) -> None:
+    url = migrated_sqlite_url()
+    registry = registry_with_versions(url, tiny_bundle, tiny_bundle_v2, active="tiny@1")
+    out = tmp_path / "report"
+    args = ["evaluate", "--suite", str(suite_file), "--data-root", str(data_root)]
+    args += ["--models", "base=tiny@1", "--models", "tiny@2", "--out", str(out)]
+    args += ["--database-url", url, "--threads", "1"]
+    result = CliRunner().invoke(_cli(), args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["baseline"] == "base" and report["split"] == "test"
+    assert set(report["tasks"]) == {
+        "mtsamples-note-type",
+        "mtsamples-specialty",
+        "medquad-qtype",
+        "medquad-retrieval",
+        "meqsum-retrieval",
+        "medec-type",
+    }
+    assert report["models"]["base"]["runtime"] == "onnxruntime-fp32"
+    medec = report["tasks"]["medec-type"]
+    assert "causalOrganism" in medec["dropped_classes"]
+    for name, task in report["tasks"].items():
+        assert set(task["models"]) == {"base", "tiny@2"}, name
+        assert set(task["diffs"]) == {"tiny@2"}, name  # the baseline is not paired with itself
+        if task["kind"] == "classification":
+            base, other = (task["models"][m]["frozen_lr"] for m in ("base", "tiny@2"))
+            for n in ("2", "all"):
+                assert [r["draw"] for r in base[n]["runs"]] == [r["draw"] for r in other[n]["runs"]]
+                assert len(base[n]["runs"]) == 2
+                diff = task["diffs"]["tiny@2"]["frozen_lr"][n]
+                assert diff["ci_low"] <= diff["mean"] <= diff["ci_high"]
+                assert len(diff["per_seed"]) == 2
+        else:
+            assert set(task["models"]["base"]["metrics"]) == set(task["metrics"])
+    meqsum = report["tasks"]["meqsum-retrieval"]
+    assert "meqsum-retrieval/reverse" in meqsum["models"]["base"]["secondary"]
+    assert "within_group_acc@1" in report["tasks"]["medquad-retrieval"]["metrics"]
+    md = (out / "report.md").read_text()
+    assert "## Summary" in md and "## medec-type (classification)" in md and "[" in md
+    assert report["plots"] == ["diffs.png"] and (out / "diffs.png").stat().st_size > 1000
+    # Stored on both registered versions in the agreed shape.
+    stored = registry.get("tiny@2").eval_metrics["suite"]
+    assert stored["name"] == "tiny" and stored["split"] == "test"
+    assert stored["fingerprint"] == report["suite"]["fingerprint"]
+    assert stored["runtime"] == "onnxruntime-fp32"
+    assert stored["primary"]["mtsamples-specialty"]["metric"] == "macro_f1@2"
+    assert stored["primary"]["medquad-retrieval"] == {
+        "metric": "ndcg@10",
+        "value": pytest.approx(
+            report["tasks"]["medquad-retrieval"]["models"]["tiny@2"]["metrics"]["ndcg@10"]
+        ),
+        "higher_is_better": True,
+    }
+    assert stored["baseline"]["label"] == "base" and stored["baseline"]["ref"] == "tiny@1"
+    assert set(stored["baseline"]["diff"]) == set(report["tasks"])
+    assert set(stored["baseline"]["diff"]["medec-type"]) == {"mean", "ci_low", "ci_high"}
+    assert registry.get("tiny@1").eval_metrics["suite"]["baseline"]["diff"] == {}

@@ -1,0 +1,1 @@
+"""The evaluation suite: classification and retrieval tasks, paired comparisons, one report."""

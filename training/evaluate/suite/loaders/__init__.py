@@ -1,0 +1,1 @@
+"""Built-in loaders for the visible evaluation tasks, each following its data README."""
