@@ -3,23 +3,58 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from service.bundle import MANIFEST, Bundle
 from service.errors import NotespaceError, NotFound
 from service.registry.database import session_factory
-from service.registry.tables import ModelStatus, ModelVersion, utcnow
+from service.registry.promotion_guard import (
+    PromotionOutcome,
+    PromotionPolicy,
+    SuiteComparison,
+    compare_suites,
+    decide,
+)
+from service.registry.tables import ModelStatus, ModelVersion, PromotionCheck, utcnow
+
+log = logging.getLogger(__name__)
+
+OVERRIDE_HINT = (
+    "; to promote it anyway: `notespace models promote --force-regression` "
+    "(HTTP: ?force_regression=true)"
+)
 
 
 class ModelConflict(NotespaceError):
     status = 409
     code = "conflict"
     type = "invalid_request_error"
+
+
+@dataclass(frozen=True)
+class PromotionRequest:
+    """Who asks for a promotion, whether they override the guard, and what else it replaces."""
+
+    requested_by: str
+    force_regression: bool = False
+    # Compared against when the candidate's name has no active version: the version serving
+    # (HTTP) or the single active model (CLI), since that is what the promotion replaces.
+    fallback_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class GuardedPromotion:
+    """A promotion the guard let through, and the active version it was checked against."""
+
+    check: PromotionCheck
+    replaces_id: int | None  # the name's active version at check time (None: there was none)
 
 
 def bundle_digest(bundle: Bundle) -> str:
@@ -98,9 +133,85 @@ class ModelRegistry:
             )
         return rows[0] if rows else None
 
-    def promote(self, ref: str) -> ModelVersion:
+    def guard_promotion(
+        self, ref: str, policy: PromotionPolicy, request: PromotionRequest
+    ) -> GuardedPromotion | None:
+        """Compare `ref` with the version its promotion would replace and record the comparison.
+
+        Raises PromotionRefused (after the record is committed) when the guard says no; None
+        when `ref` is already active (nothing is replaced, nothing recorded).
+        """
+        with self._write.begin() as session:
+            target = _find(session, ref)
+            if target.status == ModelStatus.RETIRED.value:
+                raise ModelConflict(f"{target.ref} is retired and cannot be promoted")
+            if target.status == ModelStatus.ACTIVE.value:
+                return None
+            replaces = session.scalar(
+                select(ModelVersion).where(
+                    ModelVersion.name == target.name,
+                    ModelVersion.status == ModelStatus.ACTIVE.value,
+                )
+            )
+            against = replaces or _find_or_none(session, request.fallback_ref)
+            if against is not None and against.id == target.id:
+                against = None
+            comparison = (
+                compare_suites(
+                    target.ref, target.eval_metrics, against.ref, against.eval_metrics, policy
+                )
+                if against is not None
+                else SuiteComparison("nothing to compare against")
+            )
+            decision = decide(
+                comparison,
+                candidate_ref=target.ref,
+                against_ref=against.ref if against is not None else None,
+                policy=policy,
+                force=request.force_regression,
+            )
+            check = PromotionCheck(
+                requested_by=request.requested_by[:256],
+                candidate_id=target.id,
+                candidate_ref=target.ref,
+                against_id=against.id if against is not None else None,
+                against_ref=against.ref if against is not None else None,
+                outcome=decision.outcome.value,
+                reason=decision.reason,
+                suite_name=(comparison.suite_name or "")[:128] or None,
+                suite_fingerprint=(comparison.suite_fingerprint or "")[:128] or None,
+                margin=policy.margin,
+                tasks=comparison.tasks_record(),
+            )
+            session.add(check)
+            session.flush()
+        level = logging.WARNING if decision.outcome is PromotionOutcome.FORCED else logging.INFO
+        log.log(level, "promotion check %d of %s: %s", check.id, check.candidate_ref, check.outcome)
+        if decision.refusal is not None:
+            raise decision.refusal(f"promotion refused: {decision.reason}{OVERRIDE_HINT}")
+        return GuardedPromotion(check, replaces.id if replaces is not None else None)
+
+    def latest_checks(self, version_ids: Iterable[int] | None = None) -> dict[int, PromotionCheck]:
+        """Each version's latest promotion check (as candidate), by version id."""
+        latest = select(func.max(PromotionCheck.id)).group_by(PromotionCheck.candidate_id)
+        if version_ids is not None:
+            latest = latest.where(PromotionCheck.candidate_id.in_(list(version_ids)))
+        query = select(PromotionCheck).where(PromotionCheck.id.in_(latest.scalar_subquery()))
+        with self._read() as session:
+            return {row.candidate_id: row for row in session.scalars(query)}
+
+    def latest_check(self, version_id: int) -> PromotionCheck | None:
+        return self.latest_checks([version_id]).get(version_id)
+
+    def promote(self, ref: str, *, guarded: GuardedPromotion | None = None) -> ModelVersion:
         """Make `ref` the active version of its name; the previous active one goes back to
-        staged (so it can be promoted again to roll back)."""
+        staged (so it can be promoted again to roll back).
+
+        With `guarded` (from guard_promotion) the promotion goes ahead only if the name's active
+        version is still the one the guard compared against. Without it this is the bare
+        registry operation (the first model of an empty registry); the CLI and HTTP paths
+        always pass the guard.
+        """
         try:
             with self._write.begin() as session:
                 target = _find(session, ref)
@@ -117,6 +228,8 @@ class ModelRegistry:
                     return target
                 if target.status == ModelStatus.RETIRED.value:
                     raise ModelConflict(f"{target.ref} is retired and cannot be promoted")
+                if guarded is not None:
+                    _still_replaces(session, target, guarded)
                 session.execute(
                     update(ModelVersion)
                     .where(

@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -176,3 +177,37 @@ class AuditEntry(Base):
     model_ref: Mapped[str | None] = mapped_column(String(200))
     note_ids: Mapped[list[str] | None] = mapped_column(JsonType)
     client: Mapped[str | None] = mapped_column(String(64))
+
+
+class PromotionCheck(Base):
+    """One promotion-guard comparison: a candidate version against the version it would
+    replace, with per-task values and drops, the outcome and why. Rows are never updated."""
+
+    __tablename__ = "promotion_checks"
+    __table_args__ = (
+        CheckConstraint(
+            "outcome IN ('passed', 'refused', 'forced', 'not_comparable')",
+            name="ck_promotion_checks_outcome",
+        ),
+        Index("ix_promotion_checks_candidate", "candidate_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    checked_at: Mapped[datetime] = mapped_column(default=utcnow)
+    requested_by: Mapped[str] = mapped_column(String(256))
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    candidate_ref: Mapped[str] = mapped_column(String(200))
+    # The version compared against (None: nothing to compare against); refs are kept as they
+    # were, so the history reads the same whatever happens to the versions later.
+    against_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL")
+    )
+    against_ref: Mapped[str | None] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    suite_name: Mapped[str | None] = mapped_column(String(128))
+    suite_fingerprint: Mapped[str | None] = mapped_column(String(128))
+    margin: Mapped[float] = mapped_column(Double)
+    # task -> {metric, higher_is_better, candidate, against, drop, margin, regressed}, or
+    # {compared: false, why} for a task only one side has.
+    tasks: Mapped[dict[str, Any] | None]

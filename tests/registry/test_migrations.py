@@ -49,3 +49,14 @@ def test_newer_schema_than_code_is_refused(database_url: str) -> None:
     with pytest.raises(SchemaError, match="newer than this code"):
         check_schema(engine)
     engine.dispose()
+
+
+def test_promotion_checks_migration_goes_down_and_up_alone(database_url: str) -> None:
+    engine = make_engine(database_url)
+    downgrade(database_url, "0004_audit_log")
+    tables = set(inspect(engine).get_table_names())
+    assert "promotion_checks" not in tables and {"model_versions", "audit_log"} <= tables
+    upgrade(database_url)
+    assert "promotion_checks" in inspect(engine).get_table_names()
+    check_schema(engine)
+    engine.dispose()
