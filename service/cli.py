@@ -138,12 +138,15 @@ def _registry_call(action: Any) -> Any:
         raise _fail(str(exc)) from None
 
 
-def _print_models(rows: Any) -> None:
+def _print_models(rows: Any, checks: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("id", "model", "status", "objective", "dim", "registered", "activated")
+    table = Table(
+        "id", "model", "status", "objective", "dim", "registered", "activated", "last check"
+    )
     for r in rows:
+        check = checks.get(r.id)
         table.add_row(
             str(r.id),
             r.ref,
@@ -152,6 +155,7 @@ def _print_models(rows: Any) -> None:
             str(r.embedding_dim),
             f"{r.created_at:%Y-%m-%d %H:%M} by {r.registered_by}",
             f"{r.activated_at:%Y-%m-%d %H:%M}" if r.activated_at else "",
+            f"{check.outcome} vs {check.against_ref or '-'}" if check else "",
         )
     Console().print(table)
 
@@ -181,8 +185,9 @@ def models_list(
     name: Annotated[str | None, typer.Option(help="only this model name")] = None,
     database_url: DatabaseOption = None,
 ) -> None:
-    """List registered model versions."""
-    _print_models(registry(database_url).list(name))
+    """List registered model versions, each with its latest promotion check."""
+    reg = registry(database_url)
+    _print_models(reg.list(name), reg.latest_checks())
 
 
 @models_app.command("show")
@@ -190,35 +195,86 @@ def models_show(
     ref: Annotated[str, typer.Argument(help="id or NAME@VERSION")],
     database_url: DatabaseOption = None,
 ) -> None:
-    """Show one version with its lineage and evaluation metrics (JSON)."""
+    """Show one version with its lineage, evaluation metrics and latest promotion check (JSON)."""
     import json
 
     from service.serving import describe
 
     reg = registry(database_url)
     row = _registry_call(lambda: reg.get(ref))
-    typer.echo(json.dumps(describe(row, serving_ref=""), indent=2, default=str))
+    check = reg.latest_check(row.id)
+    typer.echo(json.dumps(describe(row, serving_ref="", check=check), indent=2, default=str))
+
+
+def _single_active_ref(reg: Any, settings: Any) -> str | None:
+    """The model a new name's first promotion replaces: the one active model (or the active
+    version of NOTESPACE_MODEL_NAME); None when several are active or none is."""
+    from service.registry.models import ModelConflict
+
+    try:
+        row = reg.active(settings.model_name)
+    except ModelConflict:
+        return None
+    return row.ref if row is not None else None
 
 
 @models_app.command("promote")
 def models_promote(
     ref: Annotated[str, typer.Argument(help="id or NAME@VERSION")],
     force: Annotated[
-        bool, typer.Option(help="promote even if its index misses stored notes")
+        bool,
+        typer.Option("--force", help="both overrides below (--force-index --force-regression)"),
     ] = False,
+    force_index: Annotated[
+        bool, typer.Option("--force-index", help="promote even if its index misses stored notes")
+    ] = False,
+    force_regression: Annotated[
+        bool,
+        typer.Option(
+            "--force-regression",
+            help="promote even if the promotion guard refuses it (recorded as forced)",
+        ),
+    ] = False,
+    promoted_by: Annotated[
+        str | None, typer.Option("--by", help="who promotes it [default: OS user]")
+    ] = None,
     database_url: DatabaseOption = None,
 ) -> None:
     """Make a version active; running services switch to it within their poll interval.
-    Refused while the version's index misses stored notes, unless --force."""
+
+    Refused while the version's index misses stored notes (--force-index), and when its
+    evaluation-suite results are worse than the active version's beyond the margin
+    (NOTESPACE_PROMOTION_MARGIN; --force-regression). Every comparison is recorded.
+    """
+    import getpass
+
     from service.registry.database import make_engine
     from service.registry.notes import NoteStore
-    from service.serving import check_index_coverage
+    from service.serving import PromotionOverrides, authorise_promotion
 
+    settings = _settings(**({"database_url": database_url} if database_url else {}))
     reg = registry(database_url)
     store = NoteStore(make_engine(_database_url(database_url)), store_text=True)
+    overrides = PromotionOverrides.from_flags(
+        force=force, force_index=force_index, force_regression=force_regression
+    )
     target = _registry_call(lambda: reg.get(ref))
-    _registry_call(lambda: check_index_coverage(store, target, force=force))
-    row = _registry_call(lambda: reg.promote(ref))
+    guarded = _registry_call(
+        lambda: authorise_promotion(
+            reg,
+            store,
+            settings,
+            target,
+            overrides,
+            requested_by=f"{promoted_by or getpass.getuser()} via CLI",
+            fallback_ref=_single_active_ref(reg, settings),
+        )
+    )
+    row = _registry_call(lambda: reg.promote(ref, guarded=guarded))
+    if guarded is not None:
+        check = guarded.check
+        colour = "yellow" if check.outcome in ("forced", "not_comparable") else "green"
+        typer.secho(f"promotion check {check.outcome}: {check.reason}", fg=colour, err=True)
     typer.echo(f"{row.ref} is active")
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 
@@ -17,9 +18,16 @@ from service.bundle import BundleError, load_bundle
 from service.errors import NotespaceError
 from service.inference.engine import EmbeddingEngine, ModelRuntime
 from service.note_index import NoteIndexes
-from service.registry.models import ModelConflict, ModelRegistry, bundle_digest
+from service.registry.models import (
+    GuardedPromotion,
+    ModelConflict,
+    ModelRegistry,
+    PromotionRequest,
+    bundle_digest,
+)
 from service.registry.notes import NoteStore
-from service.registry.tables import ModelVersion
+from service.registry.promotion_guard import PromotionPolicy
+from service.registry.tables import ModelVersion, PromotionCheck
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,6 +88,48 @@ def check_index_coverage(store: NoteStore, row: ModelVersion, *, force: bool) ->
         )
 
 
+@dataclass(frozen=True)
+class PromotionOverrides:
+    """What an operator chose to override: `--force` (HTTP `?force=true`) sets both."""
+
+    index: bool = False  # promote although the version's index misses stored notes
+    regression: bool = False  # promote although the promotion guard refuses it
+
+    @classmethod
+    def from_flags(
+        cls, *, force: bool, force_index: bool, force_regression: bool
+    ) -> PromotionOverrides:
+        return cls(index=force or force_index, regression=force or force_regression)
+
+
+def promotion_policy(settings: Settings) -> PromotionPolicy:
+    return PromotionPolicy(
+        margin=settings.promotion_margin,
+        task_margins=dict(settings.promotion_task_margins),
+        requires_eval=settings.promotion_requires_eval,
+    )
+
+
+def authorise_promotion(
+    registry: ModelRegistry,
+    store: NoteStore,
+    settings: Settings,
+    row: ModelVersion,
+    overrides: PromotionOverrides,
+    *,
+    requested_by: str,
+    fallback_ref: str | None,
+) -> GuardedPromotion | None:
+    """Every check a promotion must pass, for the CLI and HTTP alike: the version's index
+    covers the stored notes, and the promotion guard (recorded) lets it through."""
+    if row.status == "retired":
+        raise ModelConflict(f"{row.ref} is retired and cannot be promoted")
+    if settings.promote_requires_complete_index:
+        check_index_coverage(store, row, force=overrides.index)
+    request = PromotionRequest(requested_by, overrides.regression, fallback_ref)
+    return registry.guard_promotion(row.ref, promotion_policy(settings), request)
+
+
 class ModelSwitcher:
     def __init__(
         self,
@@ -100,18 +150,31 @@ class ModelSwitcher:
     def serving_name(self) -> str:
         return self._settings.model_name or self._engine.manifest.name
 
-    async def promote(self, ref: str, *, force: bool = False) -> ModelVersion:
-        """Promote `ref` in the registry and, if it is the model this service serves, swap."""
+    async def promote(
+        self,
+        ref: str,
+        *,
+        requested_by: str,
+        overrides: PromotionOverrides | None = None,
+    ) -> ModelVersion:
+        """Promote `ref` in the registry and, if it is the model this service serves, swap.
+        A version the name has no active version of is compared with the one serving."""
         async with self._lock:
             row = await run_in_threadpool(self._registry.get, ref)
-            if row.status == "retired":
-                raise ModelConflict(f"{row.ref} is retired and cannot be promoted")
-            if self._settings.promote_requires_complete_index:
-                await run_in_threadpool(check_index_coverage, self._store, row, force=force)
+            guarded = await run_in_threadpool(
+                authorise_promotion,
+                self._registry,
+                self._store,
+                self._settings,
+                row,
+                overrides or PromotionOverrides(),
+                requested_by=requested_by,
+                fallback_ref=self._engine.manifest.ref,
+            )
             runtime = None
             if row.name == self.serving_name:
                 runtime = await self._load(row)
-            promoted = await run_in_threadpool(self._registry.promote, ref)
+            promoted = await run_in_threadpool(self._registry.promote, ref, guarded=guarded)
             if runtime is not None:
                 self._swap(runtime)
             return promoted
@@ -155,7 +218,27 @@ class ModelSwitcher:
         log.info("now serving %s (was %s)", runtime.manifest.ref, previous)
 
 
-def describe(row: ModelVersion, serving_ref: str) -> dict[str, object]:
+def describe_check(check: PromotionCheck | None) -> dict[str, object] | None:
+    """A promotion-guard record as the API and CLI show it."""
+    if check is None:
+        return None
+    return {
+        "id": check.id,
+        "checked_at": check.checked_at.isoformat() if check.checked_at else None,
+        "requested_by": check.requested_by,
+        "candidate": check.candidate_ref,
+        "against": check.against_ref,
+        "outcome": check.outcome,
+        "reason": check.reason,
+        "suite": {"name": check.suite_name, "fingerprint": check.suite_fingerprint},
+        "margin": check.margin,
+        "tasks": check.tasks,
+    }
+
+
+def describe(
+    row: ModelVersion, serving_ref: str, check: PromotionCheck | None = None
+) -> dict[str, object]:
     return {
         "id": row.id,
         "ref": row.ref,
@@ -177,8 +260,14 @@ def describe(row: ModelVersion, serving_ref: str) -> dict[str, object]:
         "created_at": row.created_at.isoformat() if row.created_at else None,
         "activated_at": row.activated_at.isoformat() if row.activated_at else None,
         "retired_at": row.retired_at.isoformat() if row.retired_at else None,
+        "promotion_check": describe_check(check),
     }
 
 
-def describe_all(rows: Sequence[ModelVersion], serving_ref: str) -> list[dict[str, object]]:
-    return [describe(r, serving_ref) for r in rows]
+def describe_all(
+    rows: Sequence[ModelVersion],
+    serving_ref: str,
+    checks: Mapping[int, PromotionCheck] | None = None,
+) -> list[dict[str, object]]:
+    checks = checks or {}
+    return [describe(r, serving_ref, checks.get(r.id)) for r in rows]

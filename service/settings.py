@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     index_threads: int = Field(default=1, ge=1)
     # Promotion refuses a version whose index does not yet cover every stored note.
     promote_requires_complete_index: bool = True
+    # The promotion guard (service/registry/promotion_guard.py): a version whose evaluation
+    # suite's primary metric is worse than the active version's by more than the margin, on
+    # any task, is refused. Absolute units of the metric: 0.005 is half a macro-F1 point.
+    promotion_margin: float = Field(default=0.005, ge=0, allow_inf_nan=False)
+    # Per-task margins, e.g. {"medquad-retrieval": 0.01} (JSON in the environment).
+    promotion_task_margins: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = {}
+    # Refuse a promotion that cannot be compared (no suite results, different suites) when
+    # there is an active version to compare against; off: allowed and recorded "not comparable".
+    promotion_requires_eval: bool = False
 
     # API keys: "auto" is on whenever the service binds beyond loopback; "off" is allowed on
     # loopback only (the quick start), "on" always.
