@@ -269,6 +269,29 @@ class ModelRegistry:
             return target
 
 
+def _still_replaces(session: Session, target: ModelVersion, guarded: GuardedPromotion) -> None:
+    """Refuse when another promotion changed the active version since the guard's check."""
+    active = session.scalar(
+        select(ModelVersion).where(
+            ModelVersion.name == target.name, ModelVersion.status == ModelStatus.ACTIVE.value
+        )
+    )
+    if (active.id if active is not None else None) != guarded.replaces_id:
+        now = active.ref if active is not None else "no version"
+        raise ModelConflict(
+            f"{now} became active while {target.ref} was being checked; nothing changed, retry"
+        )
+
+
+def _find_or_none(session: Session, ref: str | None) -> ModelVersion | None:
+    if ref is None:
+        return None
+    try:
+        return _find(session, ref)
+    except NotFound:
+        return None
+
+
 def _find(session: Session, ref: str) -> ModelVersion:
     if ref.isdigit():
         row = session.get(ModelVersion, int(ref))
