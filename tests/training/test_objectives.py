@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.objectives.category import CategoryHead, category_objective, supcon_loss
+from training.objectives.category import CategoryHead, supcon_loss
 from training.objectives.declutr import declutr_loss, pool_positives
+from training.objectives.distill import embedding_distill_loss
 from training.objectives.mlm import IGNORE_INDEX, mask_tokens, masked_lm_loss, select_masked
 from training.objectives.pooling import mean_pool
 
@@ -88,12 +89,26 @@ def test_supcon_without_positives_is_zero_and_differentiable() -> None:
     assert loss.item() == 0.0 and emb.grad is not None
 
 
-def test_category_objective_weights_the_category_term() -> None:
+def test_category_head_maps_pooled_to_logits() -> None:
     head = CategoryHead(4, 3)
-    logits = head(torch.zeros(2, 4))
-    assert logits.shape == (2, 3)
-    total = category_objective(torch.tensor(2.0), torch.tensor(5.0))
-    assert total.item() == pytest.approx(2.5)
+    assert head(torch.zeros(2, 4)).shape == (2, 3)
+
+
+def test_distill_matches_naive_reference_and_stops_teacher_gradients() -> None:
+    g = torch.Generator().manual_seed(2)
+    student = torch.randn(5, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    teacher = torch.randn(5, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    naive = sum(
+        1 - (s @ t) / (s.norm() * t.norm()) for s, t in zip(student, teacher, strict=True)
+    ) / len(student)
+    got = embedding_distill_loss(student, teacher)
+    assert got.item() == pytest.approx(naive.item(), abs=1e-6)  # the loss runs in fp32
+    (naive_grad,) = torch.autograd.grad(naive, student, retain_graph=True)
+    got.backward()
+    torch.testing.assert_close(student.grad, naive_grad, atol=1e-6, rtol=0)
+    assert teacher.grad is None  # the teacher is a target, never trained
+    same = embedding_distill_loss(student.detach() * 3.0, student.detach())
+    assert same.item() == pytest.approx(0.0, abs=1e-6)  # scale-free, like the served vectors
 
 
 def test_mask_tokens_rates_and_specials() -> None:

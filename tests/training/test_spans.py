@@ -90,3 +90,32 @@ def test_anchor_lengths_skew_long_and_positives_short() -> None:
     # Beta(4,2) mean 2/3, Beta(2,4) mean 1/3 of the range: 8 + 192 * mean (tolerance 10 tokens).
     assert abs(np.mean(anchors) - (8 + 192 * 2 / 3)) < 10
     assert abs(np.mean(positives) - (8 + 192 / 3)) < 10
+
+
+@settings(max_examples=300, deadline=None)
+@given(sampler_args())
+def test_adjacent_positives_touch_their_anchor_and_share_no_token(args: dict[str, int]) -> None:
+    n, a = args["num_tokens"], args["num_anchors"]
+    result = sample_spans(
+        n,
+        num_anchors=a,
+        num_positives=args["num_positives"],
+        min_span=args["min_span"],
+        max_span=args["max_span"],
+        rng=np.random.default_rng(args["seed"]),
+        positive_mode="adjacent",
+    )
+    if result is None:
+        assert n < 2 * a * args["min_span"]
+        return
+    bounds = span_bounds(n, a, args["min_span"], args["max_span"])
+    assert bounds is not None
+    low, high = bounds
+    for spans in result:
+        anchor = spans.anchor
+        room = max(anchor.start, n - anchor.end)
+        for pos in spans.positives:
+            assert 0 <= pos.start < pos.end <= n
+            assert pos.end == anchor.start or pos.start == anchor.end  # touching, no overlap
+            assert pos.length <= high
+            assert pos.length >= min(low, room)  # shorter only where the note has no room

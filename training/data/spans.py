@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+
+# Where a positive may sit relative to its anchor. "overlap" is DeCLUTR's own rule (overlapping,
+# adjacent or inside); "adjacent" only right before or right after it, sharing no token, so the
+# encoder cannot solve the task by matching the same words.
+PositiveMode = Literal["overlap", "adjacent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +60,16 @@ def sample_spans(
     min_span: int,
     max_span: int,
     rng: np.random.Generator,
+    positive_mode: PositiveMode = "overlap",
 ) -> list[AnchorSpans] | None:
     """Sample num_anchors anchors, each with num_positives positives, or None if too short.
 
     Anchor length ~ int(Beta(4, 2) * (max - min) + min) (skewed long); anchor i sits inside
     the i-th of num_anchors equal blocks, so anchors never overlap. Positive length ~
-    int(Beta(2, 4) * (max - min) + min) (skewed short), start uniform over every position
-    where it overlaps, is adjacent to, or is subsumed by its anchor, clipped to the note.
+    int(Beta(2, 4) * (max - min) + min) (skewed short). With positive_mode "overlap" its start
+    is uniform over every position where it overlaps, is adjacent to, or is subsumed by its
+    anchor, clipped to the note; with "adjacent" it ends where the anchor starts or starts where
+    the anchor ends (a side chosen at random among those with room; shortened to fit).
     """
     if num_positives < 1:
         raise ValueError("need num_positives >= 1")
@@ -77,6 +86,9 @@ def sample_spans(
         positives = []
         for _ in range(num_positives):
             pos_len = _length(rng, 2.0, 4.0, low, high)
+            if positive_mode == "adjacent":
+                positives.append(_adjacent(anchor, pos_len, num_tokens, low, rng))
+                continue
             # start in [anchor.start - pos_len, anchor.end]: overlapping, adjacent or inside.
             first = max(0, anchor.start - pos_len)
             last = min(anchor.end, num_tokens - pos_len)
@@ -84,3 +96,25 @@ def sample_spans(
             positives.append(Span(pos_start, pos_start + pos_len))
         result.append(AnchorSpans(anchor=anchor, positives=tuple(positives)))
     return result
+
+
+def _adjacent(
+    anchor: Span, length: int, num_tokens: int, low: int, rng: np.random.Generator
+) -> Span:
+    """A span of up to `length` tokens touching the anchor on one side, sharing no token.
+
+    A side with room for at least `low` tokens is chosen at random; when neither has (only in
+    notes barely long enough to keep), the larger side is used, shortened to fit: it holds at
+    least one token because an anchor is at most half the note (span_bounds).
+    """
+    before, after = anchor.start, num_tokens - anchor.end
+    sides = [side for side, room in (("before", before), ("after", after)) if room >= low]
+    if sides:
+        side = sides[int(rng.integers(len(sides)))]
+    else:
+        side = "before" if before >= after else "after"
+    if side == "before":
+        size = min(length, before)
+        return Span(anchor.start - size, anchor.start)
+    size = min(length, after)
+    return Span(anchor.end, anchor.end + size)

@@ -1,4 +1,5 @@
-"""Note-category objective: MLM + w x (linear-head cross-entropy | SupCon) on the pooled embedding.
+"""Note-category objective: w x (linear-head cross-entropy | SupCon) on the pooled embedding,
+beside the MLM and distillation terms (training/runs/steps.py composes them).
 
 SupCon reference: Khosla et al., "Supervised Contrastive Learning" (NeurIPS 2020), the
 L_out form (average of log-probabilities over each anchor's positives).
@@ -10,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-CATEGORY_WEIGHT = 0.1
 SUPCON_TEMPERATURE = 0.1
 
 
@@ -53,10 +53,3 @@ def supcon_loss(
         return (z * 0.0).sum()
     summed = torch.where(positive, log_prob, torch.zeros_like(log_prob)).sum(dim=1)  # [B]
     return -(summed[has_positive] / counts[has_positive]).mean()
-
-
-def category_objective(
-    mlm_loss: torch.Tensor, category_loss: torch.Tensor, weight: float = CATEGORY_WEIGHT
-) -> torch.Tensor:
-    """Scalar MLM loss + weight x scalar category loss (w = 0.1 by default, as in the method)."""
-    return mlm_loss + weight * category_loss

@@ -131,7 +131,10 @@ class MLMBatcher:
 
 
 class DeclutrBatcher:
-    """Notes -> A anchors and A x P positives each, spans re-sampled every time a note is used."""
+    """Notes -> A anchors and A x P positives each, spans re-sampled every time a note is used.
+
+    Anchors are masked for the MLM term when mask_probability > 0 (0: no MLM term).
+    """
 
     def __init__(
         self,
@@ -173,6 +176,7 @@ class DeclutrBatcher:
                 min_span=self.cfg.min_span,
                 max_span=self.cfg.max_span,
                 rng=rng,
+                positive_mode=self.cfg.positive_mode,
             )
             assert spans is not None  # short notes were filtered in __init__
             for anchor in spans:
@@ -191,7 +195,7 @@ class DeclutrBatcher:
             "positive_attention_mask": positive_mask,
             "note_index": torch.tensor(note_index, dtype=torch.long),
         }
-        if self.cfg.mlm_weight > 0:
+        if self.mask_probability > 0:
             masked, labels = _masked(anchor_ids, self.special, self.mask_probability, generator)
             tensors.update(anchor_ids=masked, labels=labels)
         else:
@@ -200,7 +204,8 @@ class DeclutrBatcher:
 
 
 class CategoryBatcher:
-    """Notes truncated to max_tokens with their category index; masked for the MLM term."""
+    """Notes truncated to max_tokens with their category index; masked for the MLM term when
+    mask_probability > 0 (0: the encoder sees the notes as they are)."""
 
     def __init__(
         self,
@@ -222,18 +227,15 @@ class CategoryBatcher:
 
     def build(self, items: Sequence[int], generator: torch.Generator) -> Batch:
         ids, attention = pad([self.sequences[i] for i in items], self.special.pad_id)
-        masked, labels = _masked(ids, self.special, self.mask_probability, generator)
-        category = torch.tensor([self.categories[i] for i in items], dtype=torch.long)
-        return Batch(
-            {
-                "input_ids": masked,
-                "attention_mask": attention,
-                "labels": labels,
-                "category": category,
-            },
-            notes=len(items),
-            tokens=int(attention.sum()),
-        )
+        tensors = {
+            "input_ids": ids,
+            "attention_mask": attention,
+            "category": torch.tensor([self.categories[i] for i in items], dtype=torch.long),
+        }
+        if self.mask_probability > 0:
+            masked, labels = _masked(ids, self.special, self.mask_probability, generator)
+            tensors.update(input_ids=masked, labels=labels)
+        return Batch(tensors, notes=len(items), tokens=int(attention.sum()))
 
 
 def category_vocabulary(notes: Sequence[Note]) -> list[str]:

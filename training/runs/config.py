@@ -9,9 +9,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from training.data.corpus import CorpusConfig
+from training.data.spans import PositiveMode
 from training.errors import TrainingConfigError
 
 Objective = Literal["mlm", "declutr", "category"]
+# "auto": 1.0 when the base checkpoint has a trained masked-LM head, 0 when the head would be
+# new (a sentence-transformers base such as all-MiniLM-L6-v2): an MLM term through a random
+# head pulls a sentence encoder away from what it knew (docs/training.md).
+MLMWeight = float | Literal["auto"]
 
 
 class OptimConfig(BaseModel):
@@ -29,6 +34,9 @@ class MLMConfig(BaseModel):
     mask_probability: float = Field(0.15, gt=0, lt=1)
     # 128 rather than the paper's 512: attention cost and the CPU time budget (see docs).
     block_size: int = Field(128, ge=8, le=512)
+    # Steps that train only a *new* MLM head, the encoder frozen, before everything trains:
+    # gradients through a random head would otherwise scramble the encoder first.
+    head_warmup_steps: int = Field(0, ge=0)
 
 
 class DeclutrConfig(BaseModel):
@@ -39,12 +47,20 @@ class DeclutrConfig(BaseModel):
     min_span: int = Field(8, ge=1)
     max_span: int = Field(64, ge=1, le=510)
     temperature: float = Field(0.05, gt=0)
-    mlm_weight: float = Field(1.0, ge=0)
+    mlm_weight: MLMWeight = "auto"
+    positive_mode: PositiveMode = "overlap"
+    # Gradient cache (Gao et al. 2021, as in sentence-transformers' cached losses): embed the
+    # whole batch without gradients, take the loss's gradient w.r.t. the embeddings, then
+    # re-run `chunk_size` sequences at a time with gradients. Every note of the batch is a
+    # negative for every other at the memory cost of one chunk. None: one plain pass.
+    chunk_size: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _spans(self) -> DeclutrConfig:
         if self.max_span < self.min_span:
             raise ValueError("declutr.max_span must be >= declutr.min_span")
+        if isinstance(self.mlm_weight, float) and self.mlm_weight < 0:
+            raise ValueError("declutr.mlm_weight must be >= 0 or 'auto'")
         return self
 
 
@@ -55,6 +71,22 @@ class CategoryConfig(BaseModel):
     weight: float = Field(0.1, ge=0)
     temperature: float = Field(0.1, gt=0)
     max_tokens: int = Field(128, ge=8, le=512)
+    mlm_weight: MLMWeight = "auto"
+
+    @model_validator(mode="after")
+    def _weights(self) -> CategoryConfig:
+        if isinstance(self.mlm_weight, float) and self.mlm_weight < 0:
+            raise ValueError("category.mlm_weight must be >= 0 or 'auto'")
+        return self
+
+
+class DistillConfig(BaseModel):
+    """Keep the pooled embeddings close to the base model's (a frozen copy, the teacher):
+    weight x mean(1 - cos(student, teacher)) over the batch's sequences. 0 turns it off."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    weight: float = Field(0.0, ge=0)
 
 
 class RunConfig(BaseModel):
@@ -73,14 +105,18 @@ class RunConfig(BaseModel):
     eval_every: int = Field(100, ge=1)
     eval_batches: int = Field(8, ge=1)
     checkpoint_every: int = Field(100, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)  # the newest N are kept (resume needs 1)
     log_every: int = Field(10, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    mixed_precision: bool = True  # CUDA only; CPU always runs fp32
+    # CUDA: bf16 (or fp16 + loss scaling) autocast. CPU: bf16 autocast only where the CPU has
+    # bf16 units (AVX512-BF16 / AMX), about 2x faster there; elsewhere fp32. Weights stay fp32.
+    mixed_precision: bool = True
     num_threads: int | None = Field(2, ge=1)
     optim: OptimConfig = OptimConfig()
     mlm: MLMConfig = MLMConfig()
     declutr: DeclutrConfig = DeclutrConfig()
     category: CategoryConfig = CategoryConfig()
+    distill: DistillConfig = DistillConfig()
 
 
 def _field_paths(exc: ValidationError) -> str:

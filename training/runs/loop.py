@@ -55,6 +55,8 @@ class RunResult:
     tokens_per_s: float
     train_seconds: float
     fraction_notes_used: float
+    precision: str = "fp32"
+    mlm_weight: float = 1.0
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -92,9 +94,10 @@ def _accumulate(
         index = step * config.grad_accum_steps + micro
         items = micro_batch_items(train_items.num_items, config.batch_size, config.seed, index)
         batch = train_items.build(items, step_generator(config.seed, 0, index)).to(runner.device)
-        loss, parts = runner.loss(batch)
-        scaler.scale(loss / config.grad_accum_steps).backward()  # type: ignore[no-untyped-call]
-        loss_sum += float(loss.detach()) / config.grad_accum_steps
+        loss, parts = runner.backward(
+            batch, lambda term: scaler.scale(term / config.grad_accum_steps)
+        )
+        loss_sum += loss / config.grad_accum_steps
         for key, value in parts.items():
             parts_sum[key] = parts_sum.get(key, 0.0) + value / config.grad_accum_steps
         notes += batch.notes
@@ -176,6 +179,15 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
     seconds, notes_seen, tokens_seen = 0.0, 0.0, 0
     runner.train_mode(True)
     params = list(runner.parameters())
+    # Only a new MLM head is warmed up on its own; a trained one needs no warm-up.
+    head_warmup = config.mlm.head_warmup_steps if prepared.model.fresh_head else 0
+    log.info(
+        "precision %s, MLM weight %g%s, distillation weight %g",
+        runner.precision,
+        prepared.mlm_weight,
+        f", MLM head warm-up {head_warmup} steps" if head_warmup else "",
+        config.distill.weight,
+    )
     with _progress(progress) as bar:
         task = bar.add_task(
             "train", total=config.max_steps, completed=step, objective=config.objective, stats=""
@@ -183,6 +195,7 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
         while step < config.max_steps:
             started = time.perf_counter()
             torch.manual_seed(config.seed + step)  # dropout, reproducible across a resume
+            runner.encoder_trainable(step >= head_warmup)
             loss_sum, parts_sum, notes, tokens = _accumulate(runner, step, scaler)
             notes_seen += notes
             tokens_seen += tokens
@@ -218,7 +231,13 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
                     "head": prepared.head.state_dict() if prepared.head is not None else {},
                 }
                 save_checkpoint(
-                    run_dir, step, prepared.model.model, prepared.model.tokenizer, state, config
+                    run_dir,
+                    step,
+                    prepared.model.model,
+                    prepared.model.tokenizer,
+                    state,
+                    config,
+                    keep=config.keep_checkpoints,
                 )
     evals = [h["eval_loss"] for h in history if "eval_loss" in h]
     final_loss = evals[-1]
@@ -232,6 +251,8 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
         tokens_per_s=tokens_seen / seconds if seconds else 0.0,
         train_seconds=seconds,
         fraction_notes_used=prepared.fraction_used,
+        precision=runner.precision,
+        mlm_weight=prepared.mlm_weight,
         history=history,
     )
     _save_final(config, prepared, result)
@@ -269,6 +290,9 @@ def _save_final(config: RunConfig, prepared: Prepared, result: RunResult) -> Non
                 "fraction_notes_used": result.fraction_notes_used,
                 "notes_per_s": result.notes_per_s,
                 "tokens_per_s": result.tokens_per_s,
+                "train_seconds": result.train_seconds,
+                "precision": result.precision,
+                "mlm_weight": result.mlm_weight,
             },
         },
     )

@@ -24,6 +24,9 @@ class EncoderWithHead:
     encoder: nn.Module
     head: nn.Module
     dim: int
+    # True when the checkpoint had no trained masked-LM head (a sentence-transformers base):
+    # transformers initialised it at random.
+    fresh_head: bool = False
 
     def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """input_ids, attention_mask [B, T] -> last hidden layer [B, T, D]."""
@@ -66,7 +69,9 @@ def load_encoder(base: Path) -> EncoderWithHead:
     try:
         tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
         # Checkpoints saved as a bare encoder (e.g. sentence-transformers) get a fresh head.
-        model = AutoModelForMaskedLM.from_pretrained(base, config=config, local_files_only=True)
+        model, info = AutoModelForMaskedLM.from_pretrained(
+            base, config=config, local_files_only=True, output_loading_info=True
+        )
     except (OSError, ValueError, KeyError) as exc:
         raise TrainingConfigError(f"cannot load a masked-LM encoder from {base}: {exc}") from None
     if not getattr(tokenizer, "is_fast", False) or tokenizer.mask_token_id is None:
@@ -74,9 +79,21 @@ def load_encoder(base: Path) -> EncoderWithHead:
     encoder = getattr(model, "base_model", None)
     if not isinstance(encoder, nn.Module) or encoder is model:
         raise TrainingConfigError(f"{base}: cannot find the encoder inside {type(model).__name__}")
-    return EncoderWithHead(
-        model, tokenizer, encoder, _mlm_head(model, base), int(config.hidden_size)
-    )
+    head = _mlm_head(model, base)
+    head_names = {name for name, module in model.named_children() if module is head}
+    fresh = any(key.split(".")[0] in head_names for key in info.get("missing_keys", []))
+    return EncoderWithHead(model, tokenizer, encoder, head, int(config.hidden_size), fresh)
+
+
+def frozen_copy(encoder: nn.Module) -> nn.Module:
+    """A copy of the encoder that never trains: the teacher of the distillation term."""
+    import copy
+
+    teacher = copy.deepcopy(encoder)
+    teacher.eval()
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    return teacher
 
 
 def pick_device(requested: str) -> torch.device:

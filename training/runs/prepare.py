@@ -22,7 +22,7 @@ from training.runs.batches import (
     tokenize,
 )
 from training.runs.config import RunConfig
-from training.runs.model import EncoderWithHead, load_encoder
+from training.runs.model import EncoderWithHead, frozen_copy, load_encoder
 
 DEFAULT_BASE_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -41,6 +41,21 @@ class Prepared:
     test_notes: list[Note]
     base_name: str
     base_dir: Path
+    mlm_weight: float  # the objective's MLM weight with "auto" resolved
+    teacher: nn.Module | None = None  # frozen base encoder, for the distillation term
+
+
+def resolve_mlm_weight(config: RunConfig, model: EncoderWithHead) -> float:
+    """The MLM weight in force: "auto" is 0 for a base without a trained MLM head, else 1."""
+    if config.objective == "mlm":
+        return 1.0
+    if config.objective == "declutr":
+        weight = config.declutr.mlm_weight
+    else:
+        weight = config.category.mlm_weight
+    if weight == "auto":
+        return 0.0 if model.fresh_head else 1.0
+    return float(weight)
 
 
 def resolve_base(config: RunConfig) -> tuple[Path, str]:
@@ -57,11 +72,16 @@ def resolve_base(config: RunConfig) -> tuple[Path, str]:
 
 
 def _batchers(
-    config: RunConfig, model: EncoderWithHead, train: list[Note], held_out: list[Note]
+    config: RunConfig,
+    model: EncoderWithHead,
+    train: list[Note],
+    held_out: list[Note],
+    mlm_weight: float,
 ) -> tuple[Batcher, Batcher, float, list[str]]:
     special = SpecialIds.of(model.tokenizer)
     train_ids, eval_ids = tokenize(model.tokenizer, train), tokenize(model.tokenizer, held_out)
-    p = config.mlm.mask_probability
+    # No MLM term: the encoder sees the text unmasked.
+    p = config.mlm.mask_probability if mlm_weight > 0 else 0.0
     if config.objective == "mlm":
         return (
             MLMBatcher(train_ids, special, config.mlm),
@@ -103,13 +123,28 @@ def prepare(config: RunConfig) -> Prepared:
     if not split.eval:
         raise CorpusError("the eval split is empty: set corpus.split.eval_fraction > 0")
     model = load_encoder(base)
-    train, held_out, used, categories = _batchers(config, model, split.train, split.eval)
+    mlm_weight = resolve_mlm_weight(config, model)
+    train, held_out, used, categories = _batchers(
+        config, model, split.train, split.eval, mlm_weight
+    )
     check_size(train, config.batch_size, "train")
     if held_out.num_items == 0:
         raise CorpusError("the eval split yields no usable items for this objective")
     head: nn.Module | None = None
     if config.objective == "category" and config.category.loss == "linear":
         head = CategoryHead(model.dim, len(categories))
+    teacher = frozen_copy(model.encoder) if config.distill.weight > 0 else None
     return Prepared(
-        model, head, categories, train, held_out, used, split.train, split.test, base_name, base
+        model,
+        head,
+        categories,
+        train,
+        held_out,
+        used,
+        split.train,
+        split.test,
+        base_name,
+        base,
+        mlm_weight,
+        teacher,
     )

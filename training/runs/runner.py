@@ -14,7 +14,14 @@ from torch import nn
 from training.runs.batches import Batch
 from training.runs.config import RunConfig
 from training.runs.prepare import Prepared
-from training.runs.steps import category_step, declutr_step, mlm_step
+from training.runs.steps import (
+    Parts,
+    StepModels,
+    category_loss,
+    declutr_backward_cached,
+    declutr_loss_one_pass,
+    mlm_loss,
+)
 
 
 def _order(n_items: int, seed: int, epoch: int) -> np.ndarray[Any, np.dtype[np.int64]]:
@@ -37,8 +44,26 @@ def step_generator(seed: int, *salt: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.default_rng([seed, *salt]).integers(2**62)))
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 units (AVX512-BF16 or AMX): bf16 autocast is fast only there."""
+    cpu = torch.backends.cpu
+    capability = cpu.get_cpu_capability() if hasattr(cpu, "get_cpu_capability") else ""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    has_units = any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+    return has_units and capability.startswith("AVX512")
+
+
+def autocast_dtype(config: RunConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype a run uses on `device`, or None for fp32."""
+    if not config.mixed_precision:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if cpu_has_bf16() else None
+
+
 class Runner:
-    """Binds a prepared run to a device and computes losses for batches."""
+    """Binds a prepared run to a device and computes losses (and gradients) for batches."""
 
     def __init__(self, config: RunConfig, prepared: Prepared, device: torch.device) -> None:
         self.config = config
@@ -47,26 +72,43 @@ class Runner:
         prepared.model.model.to(device)
         if prepared.head is not None:
             prepared.head.to(device)
-        use_amp = config.mixed_precision and device.type == "cuda"
-        self.amp_dtype = (
-            torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        )
-        self.use_amp = use_amp
+        if prepared.teacher is not None:
+            prepared.teacher.to(device)
+        self.amp_dtype = autocast_dtype(config, device)
+        self.use_amp = self.amp_dtype is not None
+
+    @property
+    def precision(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
 
     def autocast(self) -> AbstractContextManager[Any]:
-        if not self.use_amp:
+        if self.amp_dtype is None:
             return nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    def loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        model = self.prepared.model
+    def _models(self) -> StepModels:
+        p = self.prepared
+        return StepModels(p.model, self.config, p.mlm_weight, p.head, p.teacher)
+
+    def loss(self, batch: Batch) -> tuple[torch.Tensor, Parts]:
+        """The batch's full loss in one pass (held-out evaluation; plain training steps)."""
+        models = self._models()
         with self.autocast():
             if self.config.objective == "mlm":
-                return mlm_step(model, batch)
+                return mlm_loss(models, batch)
             if self.config.objective == "declutr":
-                return declutr_step(model, batch, self.config)
-            head = self.prepared.head or nn.Identity()
-            return category_step(model, head, batch, self.config)
+                return declutr_loss_one_pass(models, batch)
+            return category_loss(models, batch)
+
+    def backward(
+        self, batch: Batch, scale: Callable[[torch.Tensor], torch.Tensor]
+    ) -> tuple[float, Parts]:
+        """Accumulate the batch's gradients (loss passed through `scale` first)."""
+        if self.config.objective == "declutr" and self.config.declutr.chunk_size is not None:
+            return declutr_backward_cached(self._models(), batch, scale, self.autocast)
+        loss, parts = self.loss(batch)
+        scale(loss).backward()  # type: ignore[no-untyped-call]
+        return float(loss.detach()), parts
 
     def parameters(self) -> Iterator[nn.Parameter]:
         yield from self.prepared.model.model.parameters()
@@ -77,6 +119,11 @@ class Runner:
         self.prepared.model.model.train(on)
         if self.prepared.head is not None:
             self.prepared.head.train(on)
+
+    def encoder_trainable(self, on: bool) -> None:
+        """Freeze or unfreeze the encoder (the MLM head's warm-up trains the head alone)."""
+        for param in self.prepared.model.encoder.parameters():
+            param.requires_grad_(on)
 
     def eval_loss(self) -> float:
         """Mean loss over fixed held-out batches (same items and masks every time)."""

@@ -1,17 +1,54 @@
-"""One forward pass per objective: a batch in, the scalar training loss and its parts out."""
+"""One training step per objective: a batch in, the loss's parts out, gradients accumulated.
+
+`loss` computes the full scalar loss of a batch in one pass (held-out evaluation, and training
+without a gradient cache); `backward` adds the batch's gradients, through the gradient cache
+when DeCLUTR sets `chunk_size`. The loss of every objective is
+
+    mlm_weight x MLM + objective term + distill.weight x (1 - cos(student, base teacher))
+
+with the MLM term only where the objective has one and the weight is above zero.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from training.objectives.category import category_ce_loss, category_objective, supcon_loss
+from training.objectives.category import category_ce_loss, supcon_loss
 from training.objectives.declutr import declutr_loss, pool_positives
-from training.objectives.mlm import masked_lm_loss, select_masked
+from training.objectives.distill import embedding_distill_loss
+from training.objectives.mlm import IGNORE_INDEX, masked_lm_loss, select_masked
 from training.objectives.pooling import mean_pool
 from training.runs.batches import Batch
 from training.runs.config import RunConfig
+from training.runs.gradcache import Chunk, cached_backward, split_chunks
 from training.runs.model import EncoderWithHead
+
+Parts = dict[str, float]
+Scale = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class StepModels:
+    """What a step runs: the encoder, the category head, the teacher, the resolved weights."""
+
+    model: EncoderWithHead
+    config: RunConfig
+    mlm_weight: float  # "auto" resolved against the base checkpoint
+    head: nn.Module | None = None  # category objective, linear loss
+    teacher: nn.Module | None = None  # frozen base, when distill.weight > 0
+
+    def teacher_pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        assert self.teacher is not None
+        with torch.no_grad():
+            hidden = self.teacher(input_ids=input_ids, attention_mask=attention_mask)
+            return mean_pool(hidden.last_hidden_state, attention_mask)  # [B, D]
 
 
 def _mlm(model: EncoderWithHead, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -19,47 +56,141 @@ def _mlm(model: EncoderWithHead, hidden: torch.Tensor, labels: torch.Tensor) -> 
     return masked_lm_loss(model.logits(rows), targets)
 
 
-def mlm_step(model: EncoderWithHead, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+def _distill(
+    sm: StepModels, pooled: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor, parts: Parts
+) -> torch.Tensor:
+    """The weighted distillation term (0 when off); records its unweighted value in parts."""
+    weight = sm.config.distill.weight
+    if weight == 0 or sm.teacher is None:
+        return pooled.new_zeros(())
+    term = embedding_distill_loss(pooled, sm.teacher_pool(ids, mask))
+    parts["distill"] = float(term.detach())
+    return weight * term
+
+
+def mlm_loss(sm: StepModels, batch: Batch) -> tuple[torch.Tensor, Parts]:
     t = batch.tensors
-    hidden = model.hidden(t["input_ids"], t["attention_mask"])  # [B, T, D]
-    loss = _mlm(model, hidden, t["labels"])
-    return loss, {"mlm": float(loss.detach())}
+    hidden = sm.model.hidden(t["input_ids"], t["attention_mask"])  # [B, T, D]
+    loss = _mlm(sm.model, hidden, t["labels"])
+    parts = {"mlm": float(loss.detach())}
+    if sm.config.distill.weight > 0:
+        pooled = mean_pool(hidden, t["attention_mask"])  # [B, D]
+        loss = loss + _distill(sm, pooled, t["input_ids"], t["attention_mask"], parts)
+    return loss, parts
 
 
-def declutr_step(
-    model: EncoderWithHead, batch: Batch, config: RunConfig
-) -> tuple[torch.Tensor, dict[str, float]]:
+def _declutr_embedding_loss(
+    sm: StepModels,
+    anchors: torch.Tensor,
+    positives: torch.Tensor,
+    teacher_anchors: torch.Tensor | None,
+    note_index: torch.Tensor,
+    parts: Parts,
+) -> torch.Tensor:
+    """anchors [N, D], positives [N * P, D] (grouped by anchor) -> contrastive + distill."""
+    cfg = sm.config.declutr
+    pooled = pool_positives(positives, cfg.num_positives)  # [N, D]
+    contrastive = declutr_loss(anchors, pooled, note_index, cfg.temperature)
+    parts["contrastive"] = float(contrastive.detach())
+    loss = contrastive
+    if teacher_anchors is not None:
+        term = embedding_distill_loss(anchors, teacher_anchors)
+        parts["distill"] = float(term.detach())
+        loss = loss + sm.config.distill.weight * term
+    return loss
+
+
+def declutr_loss_one_pass(sm: StepModels, batch: Batch) -> tuple[torch.Tensor, Parts]:
     """Anchors pass once (masked when MLM is on: DeCLUTR's own single-pass design)."""
     t = batch.tensors
-    cfg = config.declutr
-    anchor_hidden = model.hidden(t["anchor_ids"], t["anchor_attention_mask"])  # [N, Ta, D]
-    anchors = mean_pool(anchor_hidden, t["anchor_attention_mask"])  # [N, D]
-    positive_hidden = model.hidden(t["positive_ids"], t["positive_attention_mask"])  # [NP, Tp, D]
-    positives = pool_positives(
-        mean_pool(positive_hidden, t["positive_attention_mask"]), cfg.num_positives
-    )  # [N, D]
-    contrastive = declutr_loss(anchors, positives, t["note_index"], cfg.temperature)
-    parts = {"contrastive": float(contrastive.detach())}
-    loss = contrastive
-    if "labels" in t:
-        mlm = _mlm(model, anchor_hidden, t["labels"])
-        loss = contrastive + cfg.mlm_weight * mlm
+    ids, mask = t["anchor_ids"], t["anchor_attention_mask"]
+    anchor_hidden = sm.model.hidden(ids, mask)  # [N, Ta, D]
+    anchors = mean_pool(anchor_hidden, mask)  # [N, D]
+    positives = mean_pool(
+        sm.model.hidden(t["positive_ids"], t["positive_attention_mask"]),
+        t["positive_attention_mask"],
+    )  # [N * P, D]
+    teacher = sm.teacher_pool(ids, mask) if sm.config.distill.weight > 0 else None
+    parts: Parts = {}
+    loss = _declutr_embedding_loss(sm, anchors, positives, teacher, t["note_index"], parts)
+    if "labels" in t and sm.mlm_weight > 0:
+        mlm = _mlm(sm.model, anchor_hidden, t["labels"])
+        loss = loss + sm.mlm_weight * mlm
         parts["mlm"] = float(mlm.detach())
     return loss, parts
 
 
-def category_step(
-    model: EncoderWithHead, head: nn.Module, batch: Batch, config: RunConfig
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """One pass over the masked notes gives both the MLM logits and the pooled embedding."""
+def declutr_backward_cached(
+    sm: StepModels, batch: Batch, scale: Scale, autocast: Callable[[], AbstractContextManager[Any]]
+) -> tuple[float, Parts]:
+    """The same loss and gradients as declutr_loss_one_pass, `chunk_size` sequences at a time."""
     t = batch.tensors
-    cfg = config.category
-    hidden = model.hidden(t["input_ids"], t["attention_mask"])  # [B, T, D]
-    pooled = mean_pool(hidden, t["attention_mask"])  # [B, D]
-    mlm = _mlm(model, hidden, t["labels"])
+    size = sm.config.declutr.chunk_size
+    assert size is not None
+    labels = t.get("labels") if sm.mlm_weight > 0 else None
+    groups = {
+        "anchors": split_chunks(t["anchor_ids"], t["anchor_attention_mask"], labels, size),
+        "positives": split_chunks(t["positive_ids"], t["positive_attention_mask"], None, size),
+    }
+    teacher = None
+    if sm.config.distill.weight > 0:
+        with autocast():
+            teacher = torch.cat(
+                [sm.teacher_pool(c.input_ids, c.attention_mask) for c in groups["anchors"]]
+            )  # [N, D]
+    parts: Parts = {}
+
+    def embed(chunk: Chunk) -> tuple[torch.Tensor, torch.Tensor]:
+        with autocast():
+            hidden = sm.model.hidden(chunk.input_ids, chunk.attention_mask)  # [b, T, D]
+        return mean_pool(hidden, chunk.attention_mask), hidden
+
+    def loss_of(embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
+        return _declutr_embedding_loss(
+            sm, embeddings["anchors"], embeddings["positives"], teacher, t["note_index"], parts
+        )
+
+    chunk_loss = None
+    mlm_total = 0.0
+    if labels is not None:
+        masked = int((labels != IGNORE_INDEX).sum())  # the whole batch's masked positions
+
+        def chunk_loss(name: str, hidden: torch.Tensor, chunk: Chunk) -> torch.Tensor:
+            nonlocal mlm_total
+            if name != "anchors" or chunk.labels is None:
+                return hidden.new_zeros(())
+            rows, targets = select_masked(hidden, chunk.labels)
+            if targets.numel() == 0:
+                return hidden.new_zeros(())
+            summed = F.cross_entropy(sm.model.logits(rows).float(), targets, reduction="sum")
+            mlm_total += float(summed.detach())
+            # the batch mean, assembled chunk by chunk
+            return sm.mlm_weight * summed / max(1, masked)
+
+    loss = float(cached_backward(embed, groups, loss_of, scale=scale, chunk_loss=chunk_loss))
+    if labels is not None:
+        mlm = mlm_total / max(1, int((labels != IGNORE_INDEX).sum()))
+        parts["mlm"] = mlm
+        loss += sm.mlm_weight * mlm
+    return loss, parts
+
+
+def category_loss(sm: StepModels, batch: Batch) -> tuple[torch.Tensor, Parts]:
+    """One pass gives both the MLM logits (masked inputs) and the pooled embedding."""
+    t = batch.tensors
+    cfg = sm.config.category
+    ids, mask = t["input_ids"], t["attention_mask"]
+    hidden = sm.model.hidden(ids, mask)  # [B, T, D]
+    pooled = mean_pool(hidden, mask)  # [B, D]
     if cfg.loss == "linear":
-        category = category_ce_loss(head(pooled), t["category"])
+        assert sm.head is not None
+        category = category_ce_loss(sm.head(pooled), t["category"])
     else:
         category = supcon_loss(pooled, t["category"], cfg.temperature)
-    loss = category_objective(mlm, category, cfg.weight)
-    return loss, {"mlm": float(mlm.detach()), "category": float(category.detach())}
+    parts = {"category": float(category.detach())}
+    loss = cfg.weight * category
+    if sm.mlm_weight > 0:
+        mlm = _mlm(sm.model, hidden, t["labels"])
+        loss = loss + sm.mlm_weight * mlm
+        parts["mlm"] = float(mlm.detach())
+    return loss + _distill(sm, pooled, ids, mask, parts), parts
