@@ -165,6 +165,83 @@ def train_category(
     _train("category", config, resume, progress)
 
 
+def train_interpolate(
+    model: Annotated[Path, typer.Option(help="adapted model (a `notespace train` final/ dir)")],
+    out: Annotated[Path, typer.Option(help="directory to write the interpolated model to")],
+    alpha: Annotated[
+        list[float] | None,
+        typer.Option(
+            help="weight of the adapted model (1 = adapted, 0 = base); repeat it with --suite "
+            "to choose on validation data [default with --suite: 0.25 0.5 0.75 1]",
+            min=0,
+            max=1,
+        ),
+    ] = None,
+    base: Annotated[
+        Path | None, typer.Option(help="base model directory [default: the run's own base]")
+    ] = None,
+    suite: Annotated[
+        str | None,
+        typer.Option(help="evaluation suite (name or YAML) whose validation data chooses alpha"),
+    ] = None,
+    data_root: Annotated[
+        Path | None, typer.Option(help="folder the suite's relative data paths start from")
+    ] = None,
+    max_drop: Annotated[
+        float, typer.Option(help="largest validation loss allowed on any task (primary metric)")
+    ] = 0.005,
+    threads: Annotated[int, typer.Option(help="CPU threads")] = 2,
+) -> None:
+    """Mix an adapted encoder's weights with its base's (WiSE-FT): keeps what the base knew.
+
+    With --suite, every alpha is scored on the suite's validation data (never its test data)
+    and the best one that loses at most --max-drop on every task is written to --out.
+    """
+    try:
+        from training.errors import TrainingError
+        from training.runs.interpolate import base_of, choose_alpha, interpolate
+    except ImportError as exc:
+        raise typer.BadParameter(
+            f"interpolate needs the training extra (pip install 'notespace[training]'): {exc}"
+        ) from exc
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        base_dir = base or base_of(model)
+        if suite is None:
+            if not alpha or len(alpha) != 1:
+                raise TrainingError("give one --alpha, or several with --suite to choose one")
+            chosen, selection = alpha[0], None
+        else:
+            choice = choose_alpha(
+                base_dir,
+                model,
+                alpha or [0.25, 0.5, 0.75, 1.0],
+                suite,
+                data_root,
+                out.with_name(f"{out.name}.selection"),
+                max_drop=max_drop,
+                threads=threads,
+                progress=typer.echo,
+            )
+            for a, diffs in sorted(choice.table.items()):
+                cells = ", ".join(f"{t} {d:+.4f}" for t, d in diffs.items())
+                typer.echo(f"alpha {a:g}: {cells}")
+            typer.echo(f"chose alpha {choice.alpha:g}: {choice.reason}")
+            chosen = choice.alpha
+            selection = {
+                "suite": suite,
+                "split": "val",
+                "max_drop": max_drop,
+                "reason": choice.reason,
+                "val_diffs": {f"{a:g}": d for a, d in choice.table.items()},
+            }
+        written = interpolate(base_dir, model, chosen, out, selection=selection)
+    except TrainingError as exc:
+        typer.secho(f"interpolate failed: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"wrote {written}: alpha {chosen:g} (1 = {model}, 0 = its base)")
+
+
 def register(app: typer.Typer) -> None:
     app.command(name="export")(export)
     train_app = typer.Typer(
@@ -173,6 +250,7 @@ def register(app: typer.Typer) -> None:
     train_app.command(name="mlm")(train_mlm)
     train_app.command(name="declutr")(train_declutr)
     train_app.command(name="category")(train_category)
+    train_app.command(name="interpolate")(train_interpolate)
     app.add_typer(train_app, name="train")
     from training.evaluate.cli import register_commands as register_evaluate
 
