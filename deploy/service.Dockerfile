@@ -4,6 +4,8 @@
 # no compilers. Build from the repository root (docker-compose.yml does):
 #   docker build -f deploy/service.Dockerfile -t notespace-service .
 #   docker build -f deploy/service.Dockerfile --build-arg ONNXRUNTIME="onnxruntime-gpu[cuda,cudnn]==1.32.0" -t notespace-service-gpu .
+# or, with podman, build and check it from the inside: deploy/build_images.sh (make images).
+# (A plain `podman build` needs --format docker: the OCI format drops the HEALTHCHECK.)
 # Versions come from deploy/requirements-service.txt (deploy/lock_requirements.py writes it).
 # For a reproducible base, pin the digest too: PYTHON_IMAGE=python:3.11.14-slim-bookworm@sha256:...
 
@@ -11,6 +13,8 @@ ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
+# A PyPI mirror inside the trust (RUNBOOK.md section 1): pip reads PIP_INDEX_URL.
+ARG PIP_INDEX_URL=https://pypi.org/simple
 # The build backend lives outside the runtime venv, so it never reaches the final stage.
 RUN python -m pip install setuptools==84.2.1 wheel==0.48.0
 RUN python -m venv /opt/venv
@@ -21,9 +25,11 @@ RUN /opt/venv/bin/pip install -r /tmp/requirements-service.txt "${ONNXRUNTIME}"
 COPY pyproject.toml README.md /src/
 COPY service /src/service
 COPY training /src/training
-# --no-deps: every dependency is pinned above (and pip must not add CPU onnxruntime beside -gpu).
+# --no-deps: every dependency is pinned above (and pip must not add CPU onnxruntime beside -gpu);
+# `pip check` fails the build if the pins leave a requirement unmet.
 RUN python -m pip wheel --no-deps --no-build-isolation --wheel-dir /tmp/wheels /src \
  && /opt/venv/bin/pip install --no-deps /tmp/wheels/notespace-*.whl \
+ && /opt/venv/bin/pip check \
  && /opt/venv/bin/pip uninstall --yes pip \
  && /opt/venv/bin/python -c "import service.app, service.cli"
 
