@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 BUNDLE := bundles/all-MiniLM-L6-v2
 
-.PHONY: run test check format bench clean
+.PHONY: run test check format bench images images-all clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ format: $(VENV)/.installed
 
 bench: $(VENV)/.installed $(BUNDLE)/manifest.json
 	$(BIN)/python bench/embed_throughput.py --bundle $(BUNDLE)
+
+# The container images, built with podman from deploy/*.Dockerfile and run from the inside
+# (as root; deploy/build_images.sh --help). images-all adds the training and GPU images.
+images:
+	deploy/build_images.sh $(IMAGES_FLAGS)
+
+images-all:
+	deploy/build_images.sh --training --gpu $(IMAGES_FLAGS)
 
 clean:
 	rm -rf $(VENV) bundles .pytest_cache .mypy_cache .ruff_cache
