@@ -88,3 +88,57 @@ def test_suite_cli_end_to_end(
     assert set(stored["baseline"]["diff"]) == set(report["tasks"])
     assert set(stored["baseline"]["diff"]["medec-type"]) == {"mean", "ci_low", "ci_high"}
     assert registry.get("tiny@1").eval_metrics["suite"]["baseline"]["diff"] == {}
+
+
+def test_run_suite_on_validation_never_embeds_test_items(
+    tiny_base: Path, tiny_bundle: Path, data_root: Path, tmp_path: Path
+) -> None:
+    """split="val" (choosing settings) touches no test item; fine-tuning runs for a model with
+    a checkpoint and is skipped, with the reason, for a bundle alone."""
+    import numpy as np
+    import yaml
+
+    from training.evaluate.suite.catalogue import load_task
+    from training.evaluate.suite.config import parse_suite
+    from training.evaluate.suite.embeddings import text_digest
+    from training.evaluate.suite.runner import RunConfig, run_suite
+    from training.evaluate.suite.tasks import RetrievalTask
+
+    definition = yaml.safe_load(TINY_SUITE)
+    definition["settings"]["finetune"] = {
+        "tasks": ["medec-type"], "n": [2], "seeds": 1, "max_steps": 2, "eval_every": 1,
+        "max_length": 16,
+    }  # fmt: skip
+    suite = parse_suite(definition)
+    out = tmp_path / "val"
+    config = RunConfig(data_root=data_root, threads=1, baseline="bundle", plots=False)
+    report = run_suite([f"ckpt={tiny_base}", f"bundle={tiny_bundle}"], suite, config, out, "val")
+    assert report["split"] == "val" and report["baseline"] == "bundle"
+    assert "Validation split" in (out / "report.md").read_text()
+    medec = report["tasks"]["medec-type"]
+    cell = medec["models"]["ckpt"]["finetune"]["2"]
+    assert (
+        cell["runs"][0]["chosen"]["steps_run"] <= 2 and cell["stopped_early"] + cell["hit_cap"] == 1
+    )
+    assert "no checkpoint" in medec["models"]["bundle"]["finetune_skipped"]
+    assert "finetune" not in medec["diffs"]["ckpt"]  # nothing to pair it with
+    embedded: set[str] = set()
+    for cache in (out / "cache").glob("*.npz"):
+        with np.load(cache) as data:
+            embedded |= set(data["keys"].tolist())
+    assert embedded
+    tasks = [load_task(spec, suite, data_root).task for spec in suite.tasks]
+    # A retrieval corpus is searched whole on either split (MedQuAD's holds the qtype answers).
+    directions = [d for t in tasks if isinstance(t, RetrievalTask) for d in [t, *t.secondary]]
+    corpora = {text for d in directions for text in d.doc_texts}
+    checked = 0
+    for spec, task in zip(suite.tasks, tasks, strict=True):
+        if task.kind == "classification":
+            test_texts = {e.text for e in task.test} - {e.text for e in task.train + task.val}
+        else:
+            test_texts = {q.text for q in task.test} - {q.text for q in task.val}
+        test_texts -= corpora
+        assert not {text_digest(t) for t in test_texts} & embedded, spec.name
+        checked += bool(test_texts)
+    # medquad-qtype test answers and MeQSum test summaries are also corpora: nothing to check.
+    assert checked == 4

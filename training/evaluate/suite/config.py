@@ -195,10 +195,10 @@ class SuiteConfig(_Strict):
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _error_line(exc: ValidationError) -> str:
+def _error_line(exc: ValidationError, prefix: str = "") -> str:
     parts = []
     for err in exc.errors()[:3]:
-        where = ".".join(str(p) for p in err["loc"]) or "suite"
+        where = ".".join(str(p) for p in ([prefix] if prefix else []) + list(err["loc"])) or "suite"
         parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)
 
@@ -216,7 +216,10 @@ def _parse_task(spec: Any, index: int, source: str) -> TaskSpec:
         columns: Any = spec.get("columns")
         if isinstance(columns, dict):
             model = RetrievalColumns if spec["kind"] == "retrieval" else ClassificationColumns
-            columns = model.model_validate(columns)
+            try:
+                columns = model.model_validate(columns)
+            except ValidationError as exc:
+                raise EvaluationError(f"{where}: {_error_line(exc, 'columns')}") from None
         return CustomTaskSpec.model_validate({**spec, "columns": columns})
     except ValidationError as exc:
         raise EvaluationError(f"{where}: {_error_line(exc)}") from None
