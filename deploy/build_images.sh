@@ -52,7 +52,7 @@ BASE_MODE=auto SAVE_FILE='' PUSH_REGISTRY='' BUNDLE='' TORCH_WHEEL='' CA_BUNDLE=
 CACHE_DIR=${NOTESPACE_IMAGE_CACHE:-/var/cache/notespace}
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 UPSTREAM_PYTHON_IMAGE=docker.io/library/python:3.11.14-slim-bookworm
-GPU_ONNXRUNTIME=${DEPLOY_ONNXRUNTIME_GPU:-onnxruntime-gpu[cuda,cudnn]==1.32.0}
+GPU_ONNXRUNTIME=${DEPLOY_ONNXRUNTIME_GPU:-onnxruntime-gpu[cuda,cudnn]==1.31.1}
 
 while [ $# -gt 0 ]; do
   case $1 in
@@ -81,12 +81,11 @@ log() { printf '\n==> %s\n' "$*"; }
 die() { printf 'build_images: %s\n' "$*" >&2; exit 1; }
 elapsed() { echo $(( $(date +%s) - $1 )); }
 TIMINGS=()
-timed() { # NAME CMD...: run CMD, remember how long it took, return its status
-  local name=$1 start rc=0; shift
+timed() { # NAME CMD...: run CMD (a failure stops the script, as set -e), remember how long
+  local name=$1 start; shift
   start=$(date +%s)
-  "$@" || rc=$?
-  TIMINGS+=("$name: $(elapsed "$start") s$([ $rc = 0 ] || echo " (failed: $rc)")")
-  return $rc
+  "$@"
+  TIMINGS+=("$name: $(elapsed "$start") s")
 }
 
 [ "$(id -u)" = 0 ] || die "run as root (podman/buildah with chroot isolation)"
@@ -115,7 +114,8 @@ BASE_CHANGES=(
 # The recipe: what the Dockerfiles expect of python:3.11-slim-bookworm. `python` on PATH with
 # pip and venv, pip free to install (no EXTERNALLY-MANAGED), no package caches or docs.
 make_local_base() { # ROOTFS
-  debootstrap --variant=minbase --include="$BASE_PACKAGES" "$BASE_SUITE" "$1" "$DEBIAN_MIRROR"
+  debootstrap --variant=minbase --include="$BASE_PACKAGES" "$BASE_SUITE" "$1" "$DEBIAN_MIRROR" \
+    || return
   rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED
   rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/* "$1"/usr/share/doc/* \
     "$1"/usr/share/man/* "$1"/usr/share/info/* "$1"/usr/share/locale/* "$1"/var/log/*.log
@@ -157,6 +157,10 @@ ensure_base() {
     tar --numeric-owner -C "$work/rootfs" -czf "$work/base.tar.gz" .
     mv "$work/base.tar.gz" "$tarball" # atomic: a half-written cache never counts
     rm -rf "$work"
+    # Bases made by an older recipe are superseded (images built on them keep their layers).
+    find "$CACHE_DIR" -maxdepth 1 -name "notespace-base-*.tar.gz" ! -name "${tarball##*/}" -delete
+    podman images --format '{{.Repository}}:{{.Tag}}' localhost/notespace-base \
+      | grep -vxF "$PYTHON_IMAGE" | xargs -r -n 1 podman untag >/dev/null 2>&1 || true
   else
     log "base: importing $PYTHON_IMAGE from $tarball"
   fi
@@ -282,10 +286,16 @@ if [ "$RUN_CHECKS" = 1 ] && [ ${#BUILT[@]} -gt 0 ]; then
     [ -f "$BUNDLE/manifest.json" ] \
       || timed "export bundle" make -C "$ROOT" --no-print-directory "bundles/all-MiniLM-L6-v2/manifest.json"
   fi
-  check() { # NAME ARGS...
-    local name=$1; shift
+  check() { # NAME ARGS...: a failure is reported and the other images are still checked
+    local name=$1 start; shift
     log "checking $name"
-    timed "checks $name" python3 "$ROOT/deploy/image_checks.py" "$@" || CHECKS_FAILED=1
+    start=$(date +%s)
+    if python3 "$ROOT/deploy/image_checks.py" "$@"; then
+      TIMINGS+=("checks $name: $(elapsed "$start") s")
+    else
+      CHECKS_FAILED=1
+      TIMINGS+=("checks $name: $(elapsed "$start") s, FAILED")
+    fi
   }
   [ "$BUILD_SERVICE" = 1 ] && check service service --image "$SERVICE_IMAGE" --bundle "$BUNDLE"
   if [ "$BUILD_GPU" = 1 ]; then

@@ -428,6 +428,16 @@ print(json.dumps(out))
 """
 
 
+CUDA_LINK_PROBE = """
+import json, pathlib, subprocess, onnxruntime
+lib = pathlib.Path(onnxruntime.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
+out = subprocess.run(["ldd", str(lib)], capture_output=True, text=True).stdout
+print(json.dumps(sorted({l.split()[0] for l in out.splitlines() if "not found" in l})))
+"""
+# The one CUDA library a GPU image cannot carry: the driver's, mounted by the NVIDIA toolkit.
+FROM_THE_DRIVER = {"libcuda.so.1"}
+
+
 def check_lean(box: Sandbox, image: str, gpu: bool, report: Report) -> str:
     facts = json.loads(
         expect(box.run(["python", "-c", LEAN_PROBE, *FORBIDDEN_IN_SERVICE]), "lean probe")
@@ -447,6 +457,11 @@ def check_lean(box: Sandbox, image: str, gpu: bool, report: Report) -> str:
             problems.append(f"expected onnxruntime-gpu, found {facts['onnxruntime']}")
         if "CUDAExecutionProvider" not in facts["providers"]:
             problems.append(f"no CUDA provider built in: {facts['providers']}")
+        # The CUDA/cuDNN wheels' libraries must resolve through ld.so.conf.d (the Dockerfile).
+        unresolved = set(json.loads(expect(box.run(["python", "-c", CUDA_LINK_PROBE]), "ldd")))
+        report.facts["cuda_provider_unresolved"] = sorted(unresolved)
+        if unresolved - FROM_THE_DRIVER:
+            problems.append(f"the CUDA provider's libraries do not resolve: {sorted(unresolved)}")
     elif facts["nvidia_distributions"]:
         problems.append(f"CUDA wheels in the CPU image: {facts['nvidia_distributions']}")
     if problems:
@@ -725,14 +740,24 @@ def service_checks(args: argparse.Namespace, report: Report) -> None:
         report.check("lean image", lambda: check_lean(box, args.image, args.gpu, report))
         report.check("notespace --help", lambda: check_help(box))
         report.check("entrypoint password handling", lambda: check_entrypoint(runner, work))
-        serve_checks(runner, work, bundle, args.admin_url, report)
+        # The GPU image on this CPU: onnxruntime-gpu's own session (its CPU provider) serves,
+        # not OpenVINO, so that the package the image exists for is what is exercised.
+        env = {"NOTESPACE_DEVICE": "cpu", "NOTESPACE_RUNTIME": "onnxruntime"} if args.gpu else {}
+        serve_checks(runner, work, bundle, args.admin_url, report, env=env)
 
 
 def serve_checks(
-    runner: Runner, work: Path, bundle: Path, admin_url: str, report: Report, prefix: str = ""
+    runner: Runner,
+    work: Path,
+    bundle: Path,
+    admin_url: str,
+    report: Report,
+    prefix: str = "",
+    env: Mapping[str, str] | None = None,
 ) -> None:
-    secret_dir = work / f"{prefix}secrets"
-    index_dir = work / f"{prefix}index"
+    """Migrate, create a key, serve BUNDLE, embed, index, search, stop: the compose service."""
+    secret_dir = work / "serve-secrets"
+    index_dir = work / "serve-index"
     secret_dir.mkdir()
     index_dir.mkdir()
     (secret_dir / "db_password").write_text("trust-auth-ignores-it\n")  # the host uses trust
@@ -747,7 +772,7 @@ def serve_checks(
                 Mount(index_dir, "/var/lib/notespace/index", read_only=False),
                 Mount(secret_dir, "/run/secrets"),
             ],
-            env=db.postgres_env("/run/secrets/db_password"),
+            env={**db.postgres_env("/run/secrets/db_password"), **(env or {})},
         )
         service = Service(db, box, index_dir)
         if not report.check(

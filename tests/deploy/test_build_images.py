@@ -96,3 +96,24 @@ def test_build_script_parses_and_documents_moving_images() -> None:
         ["bash", str(SCRIPT), "--no-such-option"], capture_output=True, text=True, check=False
     )
     assert wrong.returncode == 2 and "unknown option" in wrong.stderr
+
+
+def test_the_gpu_onnxruntime_requirement_is_the_same_everywhere() -> None:
+    # onnxruntime-gpu trails onnxruntime on PyPI (1.32.0 has no -gpu release): the first real
+    # build of the GPU image failed on a pin copied from the CPU one.
+    found = {
+        "docker-compose.yml": re.findall(
+            r"DEPLOY_ONNXRUNTIME_GPU:-([^}]+)\}", (ROOT / "docker-compose.yml").read_text()
+        ),
+        ".env.example": re.findall(
+            r"^DEPLOY_ONNXRUNTIME_GPU=(.+)$", (DEPLOY / ".env.example").read_text(), re.M
+        ),
+        "build_images.sh": re.findall(r"DEPLOY_ONNXRUNTIME_GPU:-([^}]+)\}", SCRIPT.read_text()),
+        "service.Dockerfile": re.findall(
+            r'ONNXRUNTIME="([^"]+)"', (DEPLOY / "service.Dockerfile").read_text()
+        ),
+    }
+    pins = {pin for pins in found.values() for pin in pins}
+    assert all(found.values()), found
+    assert len(pins) == 1, found
+    assert re.fullmatch(r"onnxruntime-gpu\[cuda,cudnn\]==[0-9.]+", pins.pop())
