@@ -4,6 +4,7 @@ cached per (bundle, runtime, long-note policy, text) so tasks sharing texts embe
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -14,14 +15,27 @@ from pathlib import Path
 
 import numpy as np
 
-from service.bundle import MANIFEST, BundleError, load_bundle
+from service.bundle import BundleError, Manifest, load_bundle
 from service.inference.engine import ModelRuntime
-from service.inference.runtime_choice import choose_runtime
+from service.inference.runtime_choice import bundle_kind, choose_runtime
 from service.settings import CpuPrecision, LongNotePolicy, Runtime, Settings
 from training.evaluate.data import EvaluationError
 from training.evaluate.models import ModelSource, Vectors, embed_texts
 
 log = logging.getLogger(__name__)
+
+
+def bundle_key(manifest: Manifest) -> str:
+    """What decides a bundle's vectors: its files' hashes and windowing, not when it was
+    exported (a checkpoint exported again reuses the cache)."""
+    content = {
+        "files": manifest.files,
+        "max_tokens": manifest.max_tokens,
+        "pooling": manifest.pooling,
+        "normalized": manifest.normalized,
+        "precision": manifest.precision,
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def text_digest(text: str) -> str:
@@ -38,14 +52,14 @@ class ModelEmbedder:
     threads: int
     runtime_setting: Runtime = "auto"
     cpu_precision: CpuPrecision = "auto"
-    runtime_label: str = ""  # e.g. openvino-bf16, onnxruntime-fp32
-    providers: tuple[str, ...] = ()
-    embedded: int = 0  # texts embedded by this process (not from the cache)
-    seconds: float = 0.0
-    _settings: Settings | None = None
-    _runtime: ModelRuntime | None = None
-    _vectors: dict[str, Vectors] = field(default_factory=dict)
-    _cache_file: Path | None = None
+    runtime_label: str = field(init=False, default="")  # e.g. openvino-bf16, onnxruntime-fp32
+    providers: tuple[str, ...] = field(init=False, default=())
+    embedded: int = field(init=False, default=0)  # texts embedded here, not read from the cache
+    seconds: float = field(init=False, default=0.0)
+    _settings: Settings | None = field(init=False, default=None)
+    _runtime: ModelRuntime | None = field(init=False, default=None)
+    _vectors: dict[str, Vectors] = field(init=False, default_factory=dict)
+    _cache_file: Path | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         try:
@@ -59,11 +73,10 @@ class ModelEmbedder:
             runtime=self.runtime_setting,
             cpu_precision=self.cpu_precision,
         )
-        choice = choose_runtime(self._settings, bundle.manifest.precision)
+        choice = choose_runtime(self._settings, bundle_kind(bundle.manifest))
         # The label says what computed the vectors (cache key and report), e.g. openvino-bf16.
         self.runtime_label = f"{choice.runtime}-{choice.precision}"
-        manifest_key = hashlib.sha256((self.source.bundle_dir / MANIFEST).read_bytes()).hexdigest()
-        key = f"{manifest_key[:16]}-{self.runtime_label}-{self.policy}"
+        key = f"{bundle_key(bundle.manifest)}-{self.runtime_label}-{self.policy}"
         self._cache_file = self.cache_dir / f"vectors-{key}.npz"
         if self._cache_file.is_file():
             with np.load(self._cache_file) as data:
