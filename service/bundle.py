@@ -55,6 +55,39 @@ class PrecisionCheck(BaseModel):
     )
     tolerance_min_cosine: float
     tolerance_min_overlap: float | None
+    measured_on: str | None = Field(
+        None, description="the runtime that produced the reduced vectors (None: ONNX Runtime CPU)"
+    )
+
+
+class Quantization(BaseModel):
+    """How an int8 graph was made, so the service can pick its runtime and an auditor can redo it.
+
+    `dynamic`: activation scales computed per batch at run time (ONNX Runtime's MatMulInteger).
+    `static`: activation scales calibrated on notes and fixed in the graph as QuantizeLinear /
+    DequantizeLinear pairs, which OpenVINO runs on the CPU's int8 dot-product units.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scheme: Literal["dynamic", "static"]
+    method: str = Field(description="the recipe, e.g. nncf-ptq-smoothquant")
+    float_layers: list[str] = Field(
+        default_factory=list, description="weight MatMuls left unquantised, by measured sensitivity"
+    )
+    settings: dict[str, Any] = Field(default_factory=dict, description="the recipe's knobs")
+    calibration: dict[str, Any] | None = Field(
+        None, description="which notes and windows set the activation scales (no text)"
+    )
+    sensitivity: list[dict[str, Any]] | None = Field(
+        None, description="per-layer quality cost of int8, measured on selection notes"
+    )
+    fine_tuning: dict[str, Any] | None = Field(
+        None, description="quantisation-aware distillation run before calibration, if any"
+    )
+    downstream: dict[str, Any] | None = Field(
+        None, description="paired evaluation-suite comparison with the fp32 bundle"
+    )
 
 
 class Manifest(BaseModel):
@@ -76,6 +109,7 @@ class Manifest(BaseModel):
     files: dict[str, str] = Field(description="file name -> sha256 hex digest")
     parity: ExportParity | None = None
     precision_check: PrecisionCheck | None = None
+    quantization: Quantization | None = None  # int8 bundles; None on older ones: dynamic
     labels: list[str] | None = None
     data_fingerprint: str | None = None
     training_config: dict[str, Any] | None = None

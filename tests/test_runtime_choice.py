@@ -62,3 +62,71 @@ def test_explicit_settings_win(tiny_bundle: Path) -> None:
     # bf16 asked for on a machine without openvino: chosen anyway, so loading fails loudly
     # (RuntimeUnavailable) instead of quietly serving something slower than was asked for.
     assert _choose(tiny_bundle, None, cpu_precision="bf16").runtime == "openvino"
+
+
+@pytest.mark.parametrize(
+    ("caps", "vnni", "expected", "reason_word"),
+    [
+        (BF16, True, ("openvino", "int8"), "VNNI"),  # AVX512-VNNI / AVX-VNNI / AMX
+        (AVX2, False, ("openvino", "int8"), "without VNNI"),  # still the only graph here
+        (None, True, ("onnxruntime", "fp32"), "without OpenVINO"),  # ORT runs the QDQ graph
+    ],
+)
+def test_auto_serves_static_int8_on_the_int8_path(
+    tiny_bundle: Path,
+    caps: frozenset[str] | None,
+    vnni: bool,
+    expected: tuple[str, str],
+    reason_word: str,
+) -> None:
+    choice = choose_runtime(
+        make_settings(tiny_bundle),
+        "int8-static",
+        capabilities=lambda: caps,
+        cuda_available=lambda: False,
+        int8_dot_product=lambda: vnni,
+    )
+    assert (choice.runtime, choice.precision) == expected
+    assert reason_word in choice.reason
+
+
+def test_static_int8_keeps_explicit_settings_and_cuda(tiny_bundle: Path) -> None:
+    def choose(**settings: str) -> RuntimeChoice:
+        return choose_runtime(
+            make_settings(tiny_bundle, **settings),
+            "int8-static",
+            capabilities=lambda: BF16,
+            cuda_available=lambda: True,
+            int8_dot_product=lambda: True,
+        )
+
+    assert choose(runtime="onnxruntime").runtime == "onnxruntime"
+    assert (choose(runtime="openvino").runtime, choose(runtime="openvino").precision) == (
+        "openvino",
+        "int8",
+    )
+    # CUDA goes to ONNX Runtime, whose encoder then refuses an int8 bundle on the GPU.
+    assert choose(device="auto").runtime == "onnxruntime"
+    # A dynamic int8 bundle (MatMulInteger) stays on ONNX Runtime, as before.
+    dynamic = choose_runtime(
+        make_settings(tiny_bundle),
+        "int8",
+        capabilities=lambda: BF16,
+        cuda_available=lambda: False,
+        int8_dot_product=lambda: True,
+    )
+    assert dynamic.runtime == "onnxruntime"
+
+
+def test_bundle_kind_reads_the_quantization_record(tiny_bundle: Path) -> None:
+    from service.bundle import Quantization, load_bundle
+    from service.inference.runtime_choice import bundle_kind
+
+    manifest = load_bundle(tiny_bundle).manifest
+    assert bundle_kind(manifest) == "fp32"
+    int8 = manifest.model_copy(update={"precision": "int8"})
+    assert bundle_kind(int8) == "int8"  # older int8 bundles carry no record: dynamic
+    static = int8.model_copy(
+        update={"quantization": Quantization(scheme="static", method="nncf-ptq-smoothquant")}
+    )
+    assert bundle_kind(static) == "int8-static"

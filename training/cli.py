@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -33,8 +33,9 @@ def export(
     precision: Annotated[
         str,
         typer.Option(
-            help="fp32; int8 (dynamic quantisation, CPU serving); fp16 (GPU serving). "
-            "int8/fp16 are refused when they miss the quality gate against fp32"
+            help="fp32; int8 (CPU serving: static with --calibration-notes, else dynamic); "
+            "fp16 (GPU serving). int8/fp16 are refused when they miss the quality gate "
+            "against fp32"
         ),
     ] = "fp32",
     quality_notes: Annotated[
@@ -44,6 +45,30 @@ def export(
             "column), JSONL (text) or one note per line; int8 needs at least 20"
         ),
     ] = None,
+    calibration_notes: Annotated[
+        Path | None,
+        typer.Option(
+            help="static int8: the trust's notes (CSV or JSONL, with a note_id/id column for "
+            "--held-out-ids) that set the activation scales and choose the float layers"
+        ),
+    ] = None,
+    held_out_ids: Annotated[
+        Path | None,
+        typer.Option(
+            help="static int8: ids (one a line) of --calibration-notes never used to calibrate; "
+            "without --quality-notes the gate runs on them (e.g. the suite's test ids)"
+        ),
+    ] = None,
+    calibration_windows: Annotated[
+        int, typer.Option(help="static int8: calibration windows, at their real lengths")
+    ] = 300,
+    qat_steps: Annotated[
+        int,
+        typer.Option(
+            help="static int8: steps of quantisation-aware distillation from the fp32 model "
+            "on the calibration notes before calibrating (0: post-training only)"
+        ),
+    ] = 0,
 ) -> None:
     """Export a local encoder to an ONNX model bundle, refusing one that fails parity."""
     if precision not in ("fp32", "fp16", "int8"):
@@ -70,18 +95,44 @@ def export(
         name = name or re.sub(r"[^A-Za-z0-9._-]+", "-", base.resolve().parent.name) or None
     try:
         quality_texts = read_quality_notes(quality_notes) if quality_notes else None
-        result = export_bundle(
-            base,
-            out,
-            name=name,
-            version=version,
-            objective=objective,
-            max_tokens=max_tokens,
-            lineage=manifest_lineage(lineage) if lineage is not None else None,
-            overwrite=overwrite,
-            precision=precision,  # type: ignore[arg-type]  # checked above
-            quality_texts=quality_texts,
-        )
+        int8_plan = None
+        if calibration_notes is not None:
+            if precision != "int8":
+                raise typer.BadParameter(
+                    "--calibration-notes is for --precision int8", param_hint="--precision"
+                )
+            int8_plan, held_out = _static_int8_plan(
+                calibration_notes, held_out_ids, calibration_windows
+            )
+            quality_texts = quality_texts or held_out
+        common: dict[str, Any] = {
+            "name": name,
+            "version": version,
+            "objective": objective,
+            "max_tokens": max_tokens,
+            "lineage": manifest_lineage(lineage) if lineage is not None else None,
+            "overwrite": overwrite,
+        }
+        if int8_plan is not None:
+            from training.quantize.pipeline import export_static_int8
+            from training.quantize.qat import QatConfig
+
+            result = export_static_int8(
+                base,
+                out,
+                int8_plan,
+                quality_texts or [],
+                qat=QatConfig(steps=qat_steps) if qat_steps > 0 else None,
+                **common,
+            )
+        else:
+            result = export_bundle(
+                base,
+                out,
+                precision=precision,  # type: ignore[arg-type]  # checked above
+                quality_texts=quality_texts,
+                **common,
+            )
     except ExportError as exc:
         typer.secho(f"export failed: {exc}", fg="red", err=True)
         raise typer.Exit(1) from exc
@@ -102,7 +153,11 @@ def export(
             f"{check.precision}: min cosine to fp32 {check.min_cosine:.5f} (mean "
             f"{check.mean_cosine:.5f}) on {check.notes} notes, top-{check.neighbour_k} "
             f"neighbour overlap {check.neighbour_overlap}"
+            + (f", measured on {check.measured_on}" if check.measured_on else "")
         )
+    if m.quantization is not None and m.quantization.scheme == "static":
+        kept = m.quantization.float_layers
+        typer.echo(f"static int8: {len(kept)} weight MatMuls kept in float: {', '.join(kept)}")
     if register:
         import getpass
 
@@ -111,6 +166,25 @@ def export(
 
         row = registry().register(load_bundle(result.bundle_dir), getpass.getuser())
         typer.echo(f"registered {row.ref} (id {row.id}, {row.status})")
+
+
+def _static_int8_plan(
+    notes_file: Path, held_out_ids: Path | None, windows: int
+) -> tuple[Any, list[str]]:
+    """The static int8 plan from the trust's notes file, and the held-out notes (by id)."""
+    from training.quantize.calibration import CalibrationError, read_ids, read_notes
+    from training.quantize.export_int8 import StaticInt8Plan
+    from training.quantize.static_int8 import StaticInt8Recipe
+
+    try:
+        ids = read_ids(held_out_ids) if held_out_ids is not None else set()
+        notes = read_notes(notes_file, exclude_ids=ids)
+        held_out = read_notes(notes_file, only_ids=ids) if ids else []
+    except (CalibrationError, OSError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--calibration-notes") from exc
+    source = notes_file.name + (f" minus the ids in {held_out_ids.name}" if held_out_ids else "")
+    recipe = StaticInt8Recipe(calibration_windows=windows)
+    return StaticInt8Plan(notes=notes, source=source, recipe=recipe), held_out
 
 
 ConfigOption = Annotated[Path, typer.Option("--config", help="run YAML (see training/configs/)")]

@@ -17,13 +17,16 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
 from service.bundle import MODEL_FILE, TOKENIZER_FILE, Manifest, load_bundle, write_manifest
+
+if TYPE_CHECKING:
+    from training.quantize.export_int8 import StaticInt8Plan
 
 log = logging.getLogger(__name__)
 
@@ -355,18 +358,41 @@ def _reduce_precision(
     texts: list[str],
     max_tokens: int,
     gate: PrecisionGate,
-) -> dict[str, Any]:
-    """Replace the staged fp32 graph with its int8 / fp16 form, or raise if it misses its gate."""
+    int8_plan: StaticInt8Plan | None = None,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Replace the staged fp32 graph with its int8 / fp16 form, or raise if it misses its gate;
+    returns the manifest's precision check and quantization record."""
     fp32_file = staging.parent / f"{staging.name}.fp32.onnx"
     (staging / MODEL_FILE).rename(fp32_file)
+    quantization: dict[str, Any] | None = None
     try:
-        if precision == "int8":
+        if precision == "int8" and int8_plan is not None:
+            from training.quantize.calibration import CalibrationError
+            from training.quantize.export_int8 import build_static_int8
+
+            try:
+                check, quantization = build_static_int8(
+                    fp32_file,
+                    staging / MODEL_FILE,
+                    staging / TOKENIZER_FILE,
+                    max_tokens,
+                    texts,
+                    int8_plan,
+                    min_cosine=INT8_MIN_COSINE if gate.min_cosine is None else gate.min_cosine,
+                    min_overlap=gate.min_overlap,
+                    k=gate.k,
+                )
+            except CalibrationError as exc:
+                raise ExportError(str(exc)) from exc
+        elif precision == "int8":
             quantize_int8(fp32_file, staging / MODEL_FILE)
+            quantization = {"scheme": "dynamic", "method": "onnxruntime-dynamic-per-channel"}
         else:
             convert_fp16(fp32_file, staging / MODEL_FILE)
-        check = check_precision(
-            fp32_file, staging / MODEL_FILE, precision, tokenizer, texts, max_tokens, gate
-        )
+        if quantization is None or quantization["scheme"] == "dynamic":
+            check = check_precision(
+                fp32_file, staging / MODEL_FILE, precision, tokenizer, texts, max_tokens, gate
+            )
     finally:
         fp32_file.unlink(missing_ok=True)
     overlap = check["neighbour_overlap"]
@@ -388,7 +414,7 @@ def _reduce_precision(
             f"{check['neighbour_k']} neighbour overlap "
             f"{'n/a' if overlap is None else f'{overlap:.4f}'} (limit {gate.min_overlap})"
         )
-    return check
+    return check, quantization
 
 
 def export_bundle(
@@ -405,12 +431,15 @@ def export_bundle(
     precision: Precision = "fp32",
     quality_texts: list[str] | None = None,
     precision_gate: PrecisionGate | None = None,
+    int8_plan: StaticInt8Plan | None = None,
 ) -> ExportResult:
     """Export `base` (a local Hugging Face encoder directory) to a verified bundle at `out`.
 
     With `precision` int8 or fp16 the checked fp32 graph is converted and compared with the
     fp32 graph on `quality_texts` (real notes, at least MIN_QUALITY_NOTES; an int8 bundle
     needs them, fp16 falls back to the parity texts): the export is refused below the gate.
+    int8 with an `int8_plan` is static (calibrated on the plan's notes, training/quantize/),
+    without one dynamic.
     """
     if precision == "int8" and len(quality_texts or []) < MIN_QUALITY_NOTES:
         raise ExportError(
@@ -446,15 +475,16 @@ def export_bundle(
                 f"{PARITY_MAX_ABS_DIFF:.0e}), min cosine {min_cos:.6f} "
                 f"(limit {PARITY_MIN_COSINE})"
             )
-        precision_check = None
+        precision_check = quantization = None
         if precision != "fp32":
-            precision_check = _reduce_precision(
+            precision_check, quantization = _reduce_precision(
                 staging,
                 precision,
                 tokenizer,
                 list(quality_texts or texts),
                 window,
                 precision_gate or PrecisionGate(),
+                int8_plan,
             )
         manifest = write_manifest(
             staging,
@@ -473,6 +503,7 @@ def export_bundle(
             },
             precision=precision,
             precision_check=precision_check,
+            quantization=quantization,
             **{k: v for k, v in (lineage or {}).items() if k != "base_model"},
         )
         if out.exists():

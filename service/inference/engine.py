@@ -18,7 +18,7 @@ from service.inference.batcher import Batcher, Vectors, encode_windows, pool_not
 from service.inference.head import CategoryHead, load_head
 from service.inference.onnx_encoder import OnnxEncoder, WindowEncoder
 from service.inference.openvino_encoder import OpenVinoEncoder
-from service.inference.runtime_choice import choose_runtime
+from service.inference.runtime_choice import bundle_kind, choose_runtime
 from service.inference.tokenize import NoteTokenizer, TokenizedNote
 from service.metrics import ServiceMetrics
 from service.settings import LongNotePolicy, Settings
@@ -64,7 +64,7 @@ class ModelRuntime:
             max_windows_per_note=settings.max_windows_per_note,
         )
         encoder: OnnxEncoder | OpenVinoEncoder
-        choice = choose_runtime(settings, bundle.manifest.precision)
+        choice = choose_runtime(settings, bundle_kind(bundle.manifest))
         log.info(
             "%s serves on %s (%s): %s",
             bundle.manifest.ref,
@@ -74,7 +74,10 @@ class ModelRuntime:
         )
         if choice.runtime == "openvino":
             encoder = OpenVinoEncoder(
-                bundle, precision=choice.precision, threads=settings.intra_op_threads
+                bundle,
+                precision=choice.precision,
+                threads=settings.intra_op_threads,
+                float_precision=settings.cpu_precision,
             )
         else:
             encoder = OnnxEncoder(
@@ -160,7 +163,6 @@ class EmbeddingEngine:
     async def _embed(
         self, texts: list[str], policy: LongNotePolicy | None, runtime: ModelRuntime
     ) -> EmbedResult:
-        started = time.monotonic()
         tokenize_started = time.perf_counter()
         notes = await run_in_threadpool(
             runtime.tokenizer.tokenize, texts, policy or self._settings.long_note_policy
@@ -168,11 +170,12 @@ class EmbeddingEngine:
         self._metrics.stage_seconds.labels("tokenize").observe(
             time.perf_counter() - tokenize_started
         )
-        remaining_s = self._settings.request_deadline_ms / 1000 - (time.monotonic() - started)
+        # The deadline bounds the wait for the encoder only: tokenising is the request's own
+        # work, which grows with its size and is never held against it.
         vectors = await self._batcher.embed(
             notes,
             runtime.encoder,
             pad_token_id=runtime.tokenizer.pad_token_id,
-            deadline_s=max(remaining_s, 0.001),
+            deadline_s=self._settings.request_deadline_ms / 1000,
         )
         return EmbedResult(vectors=vectors, notes=notes, runtime=runtime)
