@@ -5,14 +5,16 @@
     python3 deploy/image_checks.py training --image notespace-training:0.1.0 \
         --service-image notespace-service:0.1.0 --out DIR
 
-deploy/build_images.sh runs it after a build. Each command runs in a working container of the
-image (`buildah from`) as uid 10001 with the root filesystem mounted read-only, tmpfs on /tmp
-and host folders bind-mounted where docker-compose.yml puts volumes: what compose's
-`read_only: true` gives. buildah has no read-only option, so that root is the container's own,
-bind-mounted read-only by `unshare` + `chroot` here; where that is not possible the commands go
-through `buildah run --isolation chroot` (writable root) and the report says so. The network is
-the host's: the database is the host's PostgreSQL, the service listens on a free loopback port.
-Standard library only; it never prints the database password or an API key.
+deploy/build_images.sh runs it after a build. Not `podman run`: it sets rlimits, which some
+sandboxes refuse (this project's CI machine does), and it needs no daemon either way. Each
+command runs in a working container of the image (`buildah from`) as uid 10001 with the root
+filesystem mounted read-only, tmpfs on /tmp and host folders bind-mounted where
+docker-compose.yml puts volumes: what compose's `read_only: true` gives. buildah has no
+read-only option, so that root is the container's own, bind-mounted read-only by `unshare` +
+`chroot` here; where that is not possible the commands go through `buildah run --isolation
+chroot` (writable root) and the report says so. The network is the host's: the database is the
+host's PostgreSQL, the service listens on a free loopback port. Standard library only; it never
+prints the database password or an API key.
 """
 
 from __future__ import annotations
