@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     ort_cpu_arena: bool = True
     # Intra-op threads spin between ops; on a shared box that steals cores from tokenisation.
     ort_thread_spinning: bool = True
+    # The query lane: a request of at most this many window tokens (a search query, a short
+    # note) skips the batch queue and runs at once on a second, single-thread copy of the
+    # model, so it is not stuck behind a bulk batch (one such batch takes up to a second on
+    # CPU). One lane request at a time; others queue as usual. 0: no lane, no second copy.
+    query_lane_max_tokens: int = Field(default=512, ge=0)
 
     # Long notes.
     long_note_policy: LongNotePolicy = "chunk"

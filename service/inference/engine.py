@@ -18,7 +18,7 @@ from service.inference.batcher import Batcher, Vectors, encode_windows, pool_not
 from service.inference.head import CategoryHead, load_head
 from service.inference.onnx_encoder import OnnxEncoder, WindowEncoder
 from service.inference.openvino_encoder import OpenVinoEncoder
-from service.inference.runtime_choice import bundle_kind, choose_runtime
+from service.inference.runtime_choice import RuntimeChoice, bundle_kind, choose_runtime
 from service.inference.tokenize import NoteTokenizer, TokenizedNote
 from service.metrics import ServiceMetrics
 from service.settings import LongNotePolicy, Settings
@@ -39,6 +39,10 @@ class ModelRuntime:
     providers: tuple[str, ...] = ()
     version_id: int | None = None  # the registry row this runtime was loaded from
     head: CategoryHead | None = None  # the bundle's optional note-category head
+    # A second, single-thread copy of the model for the query lane (None: no lane). Its own
+    # compiled model / session: sharing the bulk one would queue a query behind the batch
+    # running on it.
+    lane_encoder: WindowEncoder | None = None
 
     def embed_sync(
         self, texts: list[str], policy: LongNotePolicy, max_batch_tokens: int
@@ -63,7 +67,6 @@ class ModelRuntime:
             overlap_tokens=settings.window_overlap_tokens,
             max_windows_per_note=settings.max_windows_per_note,
         )
-        encoder: OnnxEncoder | OpenVinoEncoder
         choice = choose_runtime(settings, bundle_kind(bundle.manifest))
         log.info(
             "%s serves on %s (%s): %s",
@@ -72,21 +75,10 @@ class ModelRuntime:
             choice.precision,
             choice.reason,
         )
-        if choice.runtime == "openvino":
-            encoder = OpenVinoEncoder(
-                bundle,
-                precision=choice.precision,
-                threads=settings.intra_op_threads,
-                float_precision=settings.cpu_precision,
-            )
-        else:
-            encoder = OnnxEncoder(
-                bundle,
-                device=settings.device,
-                intra_op_threads=settings.intra_op_threads,
-                cpu_arena=settings.ort_cpu_arena,
-                thread_spinning=settings.ort_thread_spinning,
-            )
+        encoder = _make_encoder(bundle, settings, choice, settings.intra_op_threads)
+        lane = (
+            _make_encoder(bundle, settings, choice, 1) if settings.query_lane_max_tokens else None
+        )
         return cls(
             manifest=bundle.manifest,
             tokenizer=tokenizer,
@@ -94,15 +86,39 @@ class ModelRuntime:
             providers=tuple(encoder.active_providers),
             version_id=version_id,
             head=load_head(bundle),
+            lane_encoder=lane,
         )
 
     def warm_up(self) -> None:
         """Run a short and a full-length batch so first requests do not pay for allocation."""
+        encoders = (
+            [self.encoder] if self.lane_encoder is None else [self.encoder, self.lane_encoder]
+        )
         for repeats in (1, 10_000):
             notes = self.tokenizer.tokenize([_WARMUP_TEXT * repeats], "truncate")
             window = notes[0].windows[0]
             ids = window.reshape(1, -1).repeat(2, axis=0)
-            self.encoder.encode(ids, np.ones_like(ids))
+            for encoder in encoders:
+                encoder.encode(ids, np.ones_like(ids))
+
+
+def _make_encoder(
+    bundle: Bundle, settings: Settings, choice: RuntimeChoice, threads: int
+) -> OnnxEncoder | OpenVinoEncoder:
+    if choice.runtime == "openvino":
+        return OpenVinoEncoder(
+            bundle,
+            precision=choice.precision,
+            threads=threads,
+            float_precision=settings.cpu_precision,
+        )
+    return OnnxEncoder(
+        bundle,
+        device=settings.device,
+        intra_op_threads=threads,
+        cpu_arena=settings.ort_cpu_arena,
+        thread_spinning=settings.ort_thread_spinning,
+    )
 
 
 @dataclass(frozen=True)
@@ -125,6 +141,7 @@ class EmbeddingEngine:
         self._settings = settings
         self._metrics = metrics
         self._pending_requests = 0  # touched only on the event loop
+        self._lane_busy = False  # likewise: one query-lane request at a time
 
     @property
     def manifest(self) -> Manifest:
@@ -170,6 +187,21 @@ class EmbeddingEngine:
         self._metrics.stage_seconds.labels("tokenize").observe(
             time.perf_counter() - tokenize_started
         )
+        lane = runtime.lane_encoder
+        tokens = sum(note.window_tokens for note in notes)
+        if (
+            lane is not None
+            and not self._lane_busy
+            and tokens <= self._settings.query_lane_max_tokens
+        ):
+            # A query or short note: run it now on the lane's own model copy rather than queue
+            # it behind bulk batches (the lane is for latency; the queue is for throughput).
+            self._lane_busy = True
+            try:
+                vectors = await run_in_threadpool(self._run_lane, lane, notes, runtime)
+            finally:
+                self._lane_busy = False
+            return EmbedResult(vectors=vectors, notes=notes, runtime=runtime)
         # The deadline bounds the wait for the encoder only: tokenising is the request's own
         # work, which grows with its size and is never held against it.
         vectors = await self._batcher.embed(
@@ -179,3 +211,23 @@ class EmbeddingEngine:
             deadline_s=self._settings.request_deadline_ms / 1000,
         )
         return EmbedResult(vectors=vectors, notes=notes, runtime=runtime)
+
+    def _run_lane(
+        self, lane: WindowEncoder, notes: list[TokenizedNote], runtime: ModelRuntime
+    ) -> Vectors:
+        """A small request, encoded at once on the lane's own model copy: the same windowing,
+        padding and pooling as the batcher, so the vectors match."""
+
+        def observe(rows: int, padded_length: int, seconds: float) -> None:
+            self._metrics.stage_seconds.labels("query_lane").observe(seconds)
+            self._metrics.batch_windows.observe(rows)
+            self._metrics.batch_tokens.observe(rows * padded_length)
+
+        (window_vectors,) = encode_windows(
+            lane,
+            [notes],
+            pad_token_id=runtime.tokenizer.pad_token_id,
+            max_batch_tokens=self._settings.max_batch_tokens,
+            on_batch=observe,
+        )
+        return pool_notes(notes, window_vectors)
