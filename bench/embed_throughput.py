@@ -48,6 +48,7 @@ CONFIGS: dict[str, tuple[str, dict[str, str]]] = {
     "ort-fp32-noarena": ("fp32", {**ORT, "NOTESPACE_ORT_CPU_ARENA": "false"}),
     "ov-fp32": ("fp32", {"NOTESPACE_RUNTIME": "openvino", "NOTESPACE_CPU_PRECISION": "fp32"}),
     "ov-bf16": ("fp32", {"NOTESPACE_RUNTIME": "openvino", "NOTESPACE_CPU_PRECISION": "bf16"}),
+    "int8-auto": ("int8", {}),  # an int8 bundle with runtime auto (static int8: OpenVINO int8)
     "ort-int8": ("int8", ORT),
     "ort-int8-nospin": ("int8", {**ORT, "NOTESPACE_ORT_THREAD_SPINNING": "false"}),
 }

@@ -140,7 +140,7 @@ def distil_for_int8(
         loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         optimiser.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if step % 10 == 0 or step == config.steps - 1:
             log.info("qat step %d/%d: 1 - cos %.5f", step + 1, config.steps, losses[-1])
     remove_fake_quant(student)
