@@ -93,8 +93,8 @@ def test_anchor_lengths_skew_long_and_positives_short() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(sampler_args())
-def test_adjacent_positives_touch_their_anchor_and_share_no_token(args: dict[str, int]) -> None:
+@given(sampler_args(), st.sampled_from(["adjacent", "disjoint"]))
+def test_adjacent_and_disjoint_positives_share_no_token(args: dict[str, int], mode: str) -> None:
     n, a = args["num_tokens"], args["num_anchors"]
     result = sample_spans(
         n,
@@ -103,7 +103,7 @@ def test_adjacent_positives_touch_their_anchor_and_share_no_token(args: dict[str
         min_span=args["min_span"],
         max_span=args["max_span"],
         rng=np.random.default_rng(args["seed"]),
-        positive_mode="adjacent",
+        positive_mode=mode,  # type: ignore[arg-type]
     )
     if result is None:
         assert n < 2 * a * args["min_span"]
@@ -116,6 +116,27 @@ def test_adjacent_positives_touch_their_anchor_and_share_no_token(args: dict[str
         room = max(anchor.start, n - anchor.end)
         for pos in spans.positives:
             assert 0 <= pos.start < pos.end <= n
-            assert pos.end == anchor.start or pos.start == anchor.end  # touching, no overlap
+            assert pos.end <= anchor.start or pos.start >= anchor.end  # no token shared
+            if mode == "adjacent":
+                assert pos.end == anchor.start or pos.start == anchor.end  # touching
             assert pos.length <= high
             assert pos.length >= min(low, room)  # shorter only where the note has no room
+
+
+def test_disjoint_positives_reach_beyond_the_anchors_neighbourhood() -> None:
+    rng = np.random.default_rng(0)
+    gaps = []
+    for _ in range(200):
+        spans = sample_spans(
+            2000,
+            num_anchors=1,
+            num_positives=1,
+            min_span=32,
+            max_span=256,
+            rng=rng,
+            positive_mode="disjoint",
+        )
+        assert spans is not None
+        anchor, pos = spans[0].anchor, spans[0].positives[0]
+        gaps.append(max(anchor.start - pos.end, pos.start - anchor.end))
+    assert min(gaps) >= 0 and np.median(gaps) > 100  # adjacent would give gap 0 every time

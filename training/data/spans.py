@@ -9,8 +9,9 @@ import numpy as np
 
 # Where a positive may sit relative to its anchor. "overlap" is DeCLUTR's own rule (overlapping,
 # adjacent or inside); "adjacent" only right before or right after it, sharing no token, so the
-# encoder cannot solve the task by matching the same words.
-PositiveMode = Literal["overlap", "adjacent"]
+# encoder cannot solve the task by matching the same words; "disjoint" anywhere in the note
+# outside the anchor, so what the two spans share is mostly what the whole note is about.
+PositiveMode = Literal["overlap", "adjacent", "disjoint"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +87,11 @@ def sample_spans(
         positives = []
         for _ in range(num_positives):
             pos_len = _length(rng, 2.0, 4.0, low, high)
-            if positive_mode == "adjacent":
-                positives.append(_adjacent(anchor, pos_len, num_tokens, low, rng))
+            if positive_mode != "overlap":
+                side = _adjacent(anchor, pos_len, num_tokens, low, rng)
+                positives.append(
+                    side if positive_mode == "adjacent" else _slide(side, anchor, num_tokens, rng)
+                )
                 continue
             # start in [anchor.start - pos_len, anchor.end]: overlapping, adjacent or inside.
             first = max(0, anchor.start - pos_len)
@@ -118,3 +122,13 @@ def _adjacent(
         return Span(anchor.start - size, anchor.start)
     size = min(length, after)
     return Span(anchor.end, anchor.end + size)
+
+
+def _slide(span: Span, anchor: Span, num_tokens: int, rng: np.random.Generator) -> Span:
+    """Move a span that touches the anchor to a uniform start on the same side, still clear of
+    the anchor: anywhere in [0, anchor.start - len] before it, [anchor.end, n - len] after."""
+    if span.end <= anchor.start:
+        start = int(rng.integers(0, anchor.start - span.length + 1))
+    else:
+        start = int(rng.integers(anchor.end, num_tokens - span.length + 1))
+    return Span(start, start + span.length)
