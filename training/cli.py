@@ -316,8 +316,51 @@ def train_interpolate(
     typer.echo(f"wrote {written}: alpha {chosen:g} (1 = {model}, 0 = its base)")
 
 
+def int8_gate(
+    int8: Annotated[Path, typer.Option(help="the int8 bundle (not yet registered)")],
+    fp32: Annotated[Path, typer.Option(help="the fp32 bundle it was made from")],
+    data_root: Annotated[Path, typer.Option(help="the suite's data folder, e.g. ../shared/data")],
+    out: Annotated[Path, typer.Option(help="folder for the suite's report")],
+    suite: Annotated[str, typer.Option(help="evaluation suite (name or YAML)")] = "int8-gate",
+    margin: Annotated[
+        float, typer.Option(help="allowed macro-F1 shortfall (0.005: half a point)")
+    ] = 0.005,
+    threads: Annotated[int, typer.Option(help="CPU threads")] = 2,
+    cache_dir: Annotated[Path | None, typer.Option(help="suite embedding cache")] = None,
+) -> None:
+    """The int8 gate's downstream part: frozen few-shot macro-F1 of the int8 bundle against its
+    fp32 bundle on every classification task, written to the int8 manifest; exit 1 if short."""
+    from training.quantize.downstream import run_downstream_gate
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    check = run_downstream_gate(
+        int8,
+        fp32,
+        out,
+        data_root=data_root,
+        suite=suite,
+        margin=margin,
+        threads=threads,
+        cache_dir=cache_dir,
+    )
+    for task in check["tasks"]:
+        typer.echo(
+            f"{task['task']}: {task['metric']} fp32 {task['fp32']:.4f}, int8 {task['int8']:.4f} "
+            f"({task['difference']:+.4f})" + ("" if task["within_margin"] else "  OUTSIDE")
+        )
+    if not check["passed"]:
+        typer.secho(
+            f"downstream gate failed (margin {margin}): do not register this bundle",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(f"downstream gate passed; recorded in {int8 / 'manifest.json'}")
+
+
 def register(app: typer.Typer) -> None:
     app.command(name="export")(export)
+    app.command(name="int8-gate")(int8_gate)
     train_app = typer.Typer(
         help="Domain-adaptive pre-training of an encoder.", no_args_is_help=True
     )
