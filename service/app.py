@@ -13,12 +13,17 @@ from typing import Any
 import faiss
 from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api import classify, embed, health, models, notes, openai_compat
+from service.api.access_log import redact_access_log
 from service.api.body_limit import BodyLimitMiddleware
+from service.api.docs import install_api_docs
 from service.api.errors import install_error_handlers
+from service.api.input_rules import enforce_input_rules
+from service.api.last_resort import LastResortMiddleware
 from service.api.responses import StatusCapture
 from service.api.security import AuditMiddleware, SecurityContext, require
 from service.audit import AuditLog
@@ -79,7 +84,11 @@ class Resources:
 def build_resources(settings: Settings, metrics: ServiceMetrics) -> Resources:
     """Check the schema, choose the model from the registry, load and warm it, start inference."""
     faiss.omp_set_num_threads(settings.index_threads)  # process-wide, so set by the app
-    db = make_engine(settings.database_url)
+    db = make_engine(
+        settings.database_url,
+        connect_timeout_s=settings.database_connect_timeout_s,
+        statement_timeout_ms=settings.database_statement_timeout_ms or None,
+    )
     try:
         check_schema(db)
         registry = ModelRegistry(db)
@@ -92,9 +101,15 @@ def build_resources(settings: Settings, metrics: ServiceMetrics) -> Resources:
         db.dispose()
         log.critical("cannot start: %s", exc)
         raise
+    except SQLAlchemyError as exc:
+        db.dispose()
+        # The kind only: a driver message can quote stored values.
+        log.critical("cannot start: the database failed (%s)", type(exc).__name__)
+        raise StartupError(f"database failed at start-up ({type(exc).__name__})") from None
     batcher = Batcher(
         max_batch_tokens=settings.max_batch_tokens,
         max_queue_tokens=settings.max_queue_tokens,
+        max_request_tokens=settings.request_token_limit,
         retry_after_s=settings.retry_after_s,
         metrics=metrics,
     )
@@ -103,6 +118,7 @@ def build_resources(settings: Settings, metrics: ServiceMetrics) -> Resources:
     log.info("serving %s (dim %d)", row.ref, runtime.manifest.embedding_dim)
     switcher = ModelSwitcher(registry, engine, settings, indexes, store)
     notes = NoteService(store, indexes, engine)
+    metrics.index_snapshot_failing.set_function(lambda: float(indexes.snapshot_failing()))
     security = SecurityContext(settings.auth_enabled, KeyStore(db), QuotaLimiter())
     if not security.enabled:
         log.warning(
@@ -120,6 +136,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        redact_access_log()  # whichever server hosts the app, its access log holds no keys
         res = await run_in_threadpool(build_resources, settings, metrics)
         follower = asyncio.create_task(res.switcher.follow_registry())
         try:
@@ -147,11 +164,24 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         # No OpenTelemetry export: request bodies are patient data.
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+        # Served by service.api.docs, open or behind a key (NOTESPACE_API_DOCS).
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        # Before every route's own dependencies: no text with NUL or lone surrogates, no
+        # non-finite or over-64-bit number reaches a handler.
+        dependencies=[Depends(enforce_input_rules)],
     )
     install_error_handlers(app)
+    install_api_docs(app, settings)
     app.add_middleware(AuditMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        body_read_timeout_s=settings.body_read_timeout_s,
+    )
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
+    app.add_middleware(LastResortMiddleware)  # outermost: nothing escapes to the server
     # Scopes per router; the notes and health routers set theirs per route.
     app.include_router(embed.router, dependencies=[Depends(require(KeyScope.EMBED))])
     app.include_router(classify.router, dependencies=[Depends(require(KeyScope.CLASSIFY))])

@@ -34,24 +34,29 @@ def serve(
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda or auto [env NOTESPACE_DEVICE]")
     ] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    log_level: Annotated[
+        str, typer.Option(help="critical, error, warning, info or debug")
+    ] = "info",
 ) -> None:
     """Run the HTTP service."""
+    import sys
+
     import uvicorn
 
     from service.app import create_app
+    from service.server import server_config
 
+    # No "trace": uvicorn's trace level logs every ASGI message, headers (keys) included.
+    if log_level.lower() not in ("critical", "error", "warning", "info", "debug"):
+        raise typer.BadParameter("log level must be critical, error, warning, info or debug")
     settings = _settings(host=host, port=port, bundle_path=bundle, device=device)
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=log_level,
-        timeout_graceful_shutdown=10,
-    )
+    server = uvicorn.Server(server_config(create_app(settings), settings, log_level=log_level))
+    server.run()
+    if not server.started:
+        sys.exit(3)  # as uvicorn.run: the app did not start
 
 
 db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
@@ -439,12 +444,11 @@ def audit_export(
     database_url: DatabaseOption = None,
 ) -> None:
     """Export audit entries: who, when, what action, how many items, which model, result ids."""
-    import csv
     import json
     import sys
     from datetime import datetime
 
-    from service.audit import EXPORT_FIELDS, AuditLog, export_rows
+    from service.audit import AuditLog, export_rows, write_csv
     from service.registry.database import make_engine
 
     if output_format not in ("csv", "jsonl"):
@@ -463,10 +467,7 @@ def audit_export(
             for row in rows:
                 handle.write(json.dumps(row) + "\n")
         else:
-            writer = csv.DictWriter(handle, fieldnames=list(EXPORT_FIELDS))
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({**row, "note_ids": " ".join(row["note_ids"] or [])})  # type: ignore[arg-type]
+            write_csv(rows, handle)  # spreadsheet-safe: client-chosen values cannot run
     finally:
         if out:
             handle.close()

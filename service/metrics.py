@@ -50,6 +50,11 @@ class ServiceMetrics:
             buckets=(64, 256, 1024, 2048, 4096, 8192, 16384, 32768, 65536),
             registry=self.registry,
         )
+        self.index_snapshot_failing = Gauge(
+            "notespace_index_snapshot_failing",
+            "1 while the serving index's snapshot cannot be written (it serves from memory)",
+            registry=self.registry,
+        )
         self.rejected = Counter(
             "notespace_batcher_rejected",
             "Requests the batcher refused or dropped, by reason",

@@ -18,6 +18,7 @@ def manager_config(settings: Settings) -> ManagerConfig:
         snapshot_dir=settings.index_dir,
         snapshot_every_writes=settings.index_snapshot_every_writes,
         snapshot_every_s=settings.index_snapshot_every_s,
+        snapshot_retry_s=settings.index_snapshot_retry_s,
         index=IndexConfig(kind=settings.index_kind, hnsw_min_rows=settings.index_hnsw_min_rows),
     )
 
@@ -59,6 +60,10 @@ class NoteIndexes:
     def snapshot_due(self) -> None:
         for index in list(self._indexes.values()):
             index.maybe_snapshot()
+
+    def snapshot_failing(self) -> bool:
+        """Whether any open index cannot write its snapshot (for the metric and alert)."""
+        return any(not i.snapshot_status().healthy for i in list(self._indexes.values()))
 
     def close(self) -> None:
         for index in list(self._indexes.values()):

@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from service.bundle import Manifest
@@ -80,7 +81,8 @@ class NoteService:
         try:
             self.indexes.catch_up_all()
             self.indexes.snapshot_due()
-        except (OSError, RuntimeError, ValueError, MemoryError) as exc:
+        except (OSError, RuntimeError, ValueError, MemoryError, SQLAlchemyError) as exc:
+            # SQLAlchemyError: the database went away between the commit and the replay.
             log.error("index catch-up failed after commit (%s); will retry", type(exc).__name__)
 
     async def search(

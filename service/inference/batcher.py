@@ -3,12 +3,21 @@
 Requests from many concurrent clients coalesce: each round takes queued jobs in arrival order
 up to the token budget, sorts their windows by length (little padding), cuts batches by the
 token budget, runs the encoder, and mean-pools window vectors back into note vectors.
+
+Admission (as in text-embeddings-inference: a static size limit, and refusals only for load):
+a request over `max_request_tokens` gets 413 saying how to split it, whatever the load. Any
+other request is refused only for the work *ahead* of it: 503 when the queue is full or when
+that work would not clear within half the request's deadline, with a Retry-After estimated
+from the measured throughput, so a retry works once the queue drains. The deadline bounds the
+wait for the encoder; once a request's inference starts it runs to the end, however large.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -45,6 +54,7 @@ class _Job:
     future: asyncio.Future[Vectors]
     enqueued: float = field(default_factory=time.monotonic)
     cancelled: bool = False
+    started: bool = False  # taken by the inference thread: it will finish (or fail) it
 
 
 class Batcher:
@@ -54,14 +64,17 @@ class Batcher:
         max_batch_tokens: int,
         max_queue_tokens: int,
         retry_after_s: int,
+        max_request_tokens: int | None = None,
         metrics: ServiceMetrics | None = None,
     ) -> None:
         self.max_batch_tokens = max_batch_tokens
         self.max_queue_tokens = max_queue_tokens
+        self.max_request_tokens = min(max_request_tokens or max_queue_tokens, max_queue_tokens)
         self.retry_after_s = retry_after_s
         self._metrics = metrics
         self._queue: deque[_Job] = deque()
         self._queued_tokens = 0
+        self._running_tokens = 0  # taken by the inference thread, not finished
         self._cond = threading.Condition()
         self._stopping = False
         # Measured throughput (tokens per second of inference, smoothed): a request that
@@ -113,63 +126,87 @@ class Batcher:
         )
         self._submit(job)
         try:
-            return await asyncio.wait_for(job.future, timeout=deadline_s)
-        except TimeoutError:
-            self._withdraw(job)
-            self._count_rejected("deadline")
-            raise DeadlineExceeded(
-                f"request waited past its deadline of {deadline_s:g} s",
-                retry_after_s=self.retry_after_s,
-            ) from None
+            done, _ = await asyncio.wait({job.future}, timeout=deadline_s)
+            if not done and self._withdraw(job):
+                self._count_rejected("deadline")
+                raise DeadlineExceeded(
+                    f"request waited past its deadline of {deadline_s:g} s for the encoder",
+                    retry_after_s=self.retry_after_s,
+                )
+            # Done, or already running: a started request is finished, not abandoned.
+            return await job.future
         except asyncio.CancelledError:
             self._withdraw(job)
             self._count_rejected("cancelled")
             raise
 
     def _submit(self, job: _Job) -> None:
-        if job.tokens > self.max_queue_tokens:
-            raise PayloadTooLarge(
-                f"request holds {job.tokens} tokens; the queue holds at most "
-                f"{self.max_queue_tokens}"
-            )
+        if job.tokens > self.max_request_tokens:
+            self._count_rejected("too_large")
+            raise PayloadTooLarge(_split_advice(job, self.max_request_tokens), param="notes")
         with self._cond:
             if self._stopping:
                 raise NotReady("service is shutting down", retry_after_s=self.retry_after_s)
             if self._queued_tokens + job.tokens > self.max_queue_tokens:
                 self._count_rejected("queue_full")
                 raise Overloaded(
-                    "inference queue is full; retry shortly", retry_after_s=self.retry_after_s
+                    "inference queue is full; retry shortly",
+                    retry_after_s=self._retry_after(
+                        self._queued_tokens + job.tokens - self.max_queue_tokens
+                    ),
                 )
             rate = self._tokens_per_s
-            # Half the deadline: the rate is an estimate, and a request admitted just under
-            # its deadline would often time out anyway.
+            # Only the work ahead counts: this request's own size is bounded by
+            # max_request_tokens, and once it starts it runs to the end. Half the deadline,
+            # as the rate is an estimate.
+            ahead = self._queued_tokens + self._running_tokens
             budget_s = 0.5 * (job.deadline - job.enqueued)
-            if rate and (self._queued_tokens + job.tokens) / rate > budget_s:
+            if rate and ahead / rate > budget_s:
                 self._count_rejected("would_miss_deadline")
                 raise Overloaded(
-                    "the queue would not clear before this request's deadline; retry shortly",
-                    retry_after_s=self.retry_after_s,
+                    "the queue ahead would not clear before this request's deadline; retry shortly",
+                    retry_after_s=self._retry_after(ahead - budget_s * rate),
                 )
             self._queue.append(job)
             self._queued_tokens += job.tokens
             self._update_queue_gauges()
             self._cond.notify()
 
-    def _withdraw(self, job: _Job) -> None:
-        """Take a job the caller gave up on out of the queue (it is skipped if already taken)."""
-        job.cancelled = True
+    def _retry_after(self, excess_tokens: float) -> int:
+        """Seconds until `excess_tokens` of the work ahead have cleared, at the measured rate
+        (at least the configured Retry-After, at most a minute)."""
+        rate = self._tokens_per_s
+        if not rate or excess_tokens <= 0:
+            return self.retry_after_s
+        return int(min(60, max(self.retry_after_s, math.ceil(excess_tokens / rate))))
+
+    def _withdraw(self, job: _Job) -> bool:
+        """Take a job the caller gave up on out of the queue; False if the inference thread
+        has already taken it (it will be finished, or skipped as cancelled)."""
         with self._cond:
+            if job.started:
+                return False
+            job.cancelled = True
             try:
                 self._queue.remove(job)
             except ValueError:
-                return
+                return False
             self._queued_tokens -= job.tokens
             self._update_queue_gauges()
+            return True
 
     # -- the inference thread ------------------------------------------------------------
     def _run(self) -> None:
         while (jobs := self._take()) is not None:
-            self._process(jobs)
+            try:
+                self._process(jobs)
+            except Exception as exc:  # noqa: BLE001 - a started job must never be left waiting
+                log.error("batch failed: %s", type(exc).__name__)
+                for job in jobs:
+                    self._fail(job, InferenceFailed("inference failed; see the service log"))
+            finally:
+                with self._cond:
+                    self._running_tokens -= sum(job.tokens for job in jobs)
 
     def _take(self) -> list[_Job] | None:
         with self._cond:
@@ -188,7 +225,10 @@ class Batcher:
                 job = self._queue.popleft()
                 taken.append(job)
                 tokens += job.tokens
+            for job in taken:
+                job.started = True
             self._queued_tokens -= tokens
+            self._running_tokens += tokens
             self._update_queue_gauges()
             return taken
 
@@ -201,7 +241,10 @@ class Batcher:
             if now > job.deadline:
                 self._fail(
                     job,
-                    DeadlineExceeded("request waited past its deadline", retry_after_s=1),
+                    DeadlineExceeded(
+                        "request waited past its deadline for the encoder",
+                        retry_after_s=self.retry_after_s,
+                    ),
                 )
                 continue
             self._observe("queue", now - job.enqueued)
@@ -250,7 +293,9 @@ class Batcher:
         self._tokens_per_s = current if previous is None else 0.8 * previous + 0.2 * current
 
     def _fail(self, job: _Job, error: Exception) -> None:
-        job.loop.call_soon_threadsafe(_reject, job.future, error)
+        # RuntimeError: the caller's event loop has closed, so nobody is waiting.
+        with contextlib.suppress(RuntimeError):
+            job.loop.call_soon_threadsafe(_reject, job.future, error)
 
     def _observe(self, stage: str, seconds: float) -> None:
         if self._metrics is not None:
@@ -264,6 +309,25 @@ class Batcher:
         if self._metrics is not None:
             self._metrics.queue_tokens.set(self._queued_tokens)
             self._metrics.queue_requests.set(len(self._queue))
+
+
+def _split_advice(job: _Job, max_tokens: int) -> str:
+    """A 413 message that says how to split: the note count that fits, from this request's
+    own average note size (never a word of the notes themselves)."""
+    notes = len(job.notes)
+    per_note = job.tokens / max(notes, 1)
+    fits = max(1, int(max_tokens // max(per_note, 1)))
+    parts = max(2, math.ceil(notes / fits))
+    if notes <= 1:
+        return (
+            f"this note holds {job.tokens} tokens (as model windows); a request may hold at "
+            f"most {max_tokens}: send a shorter note, or long_note 'truncate'"
+        )
+    return (
+        f"this request holds {job.tokens} tokens over {notes} notes (about {per_note:.0f} per "
+        f"note, as model windows); a request may hold at most {max_tokens}: split it into "
+        f"{parts} or more requests of at most {fits} note{'s' if fits > 1 else ''} like these"
+    )
 
 
 def encode_windows(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -27,12 +28,25 @@ class SchemaError(RuntimeError):
     """The database schema is missing, behind or ahead of this code."""
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    connect_timeout_s: float = 10.0,
+    statement_timeout_ms: int | None = None,
+) -> Engine:
+    """An engine that never writes statement parameters into an error message: they hold note
+    text and metadata, and error messages end up in logs and tracebacks.
+
+    On PostgreSQL a connection attempt gives up after `connect_timeout_s`, so an unreachable
+    server answers fast instead of after the operating system's TCP timeout, and the pool
+    waits no longer than that for a free connection; `statement_timeout_ms` bounds a
+    statement (the service sets it; migrations and offline jobs do not).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -51,7 +65,23 @@ def make_engine(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    connect_args: dict[str, object] = {
+        "connect_timeout": max(2, math.ceil(connect_timeout_s)),  # libpq: whole seconds, >= 2
+        # A peer that vanishes (host down, network cut) is noticed in seconds, not hours.
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+    }
+    if statement_timeout_ms is not None:
+        connect_args["options"] = f"-c statement_timeout={int(statement_timeout_ms)}"
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_timeout=connect_timeout_s,
+        hide_parameters=True,
+        connect_args=connect_args,
+    )
 
 
 def session_factory(engine: Engine, *, writer: bool = False) -> sessionmaker[Session]:

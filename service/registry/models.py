@@ -293,8 +293,10 @@ def _find_or_none(session: Session, ref: str | None) -> ModelVersion | None:
 
 
 def _find(session: Session, ref: str) -> ModelVersion:
-    if ref.isdigit():
-        row = session.get(ModelVersion, int(ref))
+    if ref.isascii() and ref.isdigit():  # str.isdigit alone also takes '²' and '٣'
+        # Ids are 64-bit: a larger number names no row (and would overflow the driver).
+        number = int(ref)
+        row = session.get(ModelVersion, number) if number < 2**63 else None
     elif "@" in ref:
         name, _, version = ref.partition("@")
         row = session.scalar(

@@ -11,11 +11,23 @@ import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import ColumnElement, Engine, and_, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    and_,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from service.errors import NotespaceError
@@ -109,6 +121,7 @@ class NoteStore:
     def __init__(self, engine: Engine, *, store_text: bool) -> None:
         self._read = session_factory(engine)
         self._write = session_factory(engine, writer=True)
+        self._dialect = engine.dialect.name
         self.store_text = store_text
 
     # -- writes ----------------------------------------------------------------------------
@@ -337,7 +350,7 @@ class NoteStore:
         if filters.time_to is not None:
             conditions.append(Note.note_time <= filters.time_to)
         for key, value in (filters.metadata or {}).items():
-            conditions.append(_metadata_equals(key, value))
+            conditions.append(_metadata_equals(key, value, self._dialect))
         with self._read() as session:
             ids = session.scalars(select(Note.id).where(*conditions)).all()
         return np.asarray(ids, dtype=np.int64)
@@ -497,17 +510,39 @@ def _same_metadata(note: Note, item: NoteInput) -> bool:
     )
 
 
-def _metadata_equals(key: str, value: MetadataValue) -> ColumnElement[bool]:
-    field: Any = Note.extra[key]  # JSON path element; typed per comparison below
-    condition: ColumnElement[bool]
+def _metadata_equals(key: str, value: MetadataValue, dialect: str) -> ColumnElement[bool]:
+    """Notes whose metadata holds `key` with exactly `value` (None: the key is absent or null).
+
+    Compared as JSON values, never by casting a note's stored value: a cast fails (PostgreSQL)
+    or coerces (SQLite: 'abc' as an integer is 0) on another note's value of another type, so
+    `{"mrn": 5}` must simply not match a note holding `"mrn": "abc"`. Numbers match numbers
+    (5 matches 5.0), booleans only booleans, strings only strings.
+    """
+    if dialect == "postgresql":
+        return _postgres_metadata_equals(key, value)
+    return _sqlite_metadata_equals(key, value)
+
+
+def _postgres_metadata_equals(key: str, value: MetadataValue) -> ColumnElement[bool]:
+    document: Any = type_coerce(Note.extra, JSONB)
     if value is None:
-        condition = field.as_string().is_(None)
-    elif isinstance(value, bool):
-        condition = field.as_boolean() == value
-    elif isinstance(value, int):
-        condition = field.as_integer() == value
-    elif isinstance(value, float):
-        condition = field.as_float() == value
+        return func.coalesce(func.jsonb_typeof(document[key]), "null") == "null"
+    return cast(ColumnElement[bool], document.contains({key: value}))
+
+
+def _sqlite_metadata_equals(key: str, value: MetadataValue) -> ColumnElement[bool]:
+    # json_each compares the key as a plain string (a JSON path could not address a key
+    # holding '"' or '.'); json_valid keeps one malformed stored document from failing the
+    # whole query for everyone.
+    entries = func.json_each(Note.extra).table_valued("key", "type", "value")
+    same_key = entries.c.key == key
+    if value is None:
+        found = exists().where(same_key, entries.c.type != "null")
+        return case((func.json_valid(Note.extra) == 1, ~found), else_=Note.extra.is_(None))
+    if isinstance(value, bool):
+        match = entries.c.type == ("true" if value else "false")
+    elif isinstance(value, int | float):
+        match = and_(entries.c.type.in_(("integer", "real")), entries.c.value == value)
     else:
-        condition = field.as_string() == value
-    return condition
+        match = and_(entries.c.type == "text", entries.c.value == value)
+    return case((func.json_valid(Note.extra) == 1, exists().where(same_key, match)), else_=False)

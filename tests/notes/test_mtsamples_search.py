@@ -17,7 +17,11 @@ pytestmark = [
 
 def test_index_mtsamples_and_find_each_note_first(tiny_bundle: Path) -> None:
     settings = make_settings(
-        tiny_bundle, max_notes_per_request=64, max_windows_per_note=4096, max_queue_tokens=2**20
+        tiny_bundle,
+        max_notes_per_request=64,
+        max_windows_per_note=4096,
+        max_queue_tokens=2**20,
+        max_request_tokens=2**20,  # 32 long notes per request in the tiny model's 32-token windows
     )
     with LiveServer(settings) as live:
         result = index_and_probe(live.url, probes=40)
