@@ -59,11 +59,21 @@ def verify(url: str, state: CrashState) -> None:
         stats = client.get("/index/stats").json()
         assert stats["index_rows"] == stats["live_notes"] == stats["notes_with_vectors"], stats
         assert stats["live_notes"] >= len(state.acked), stats
+    assert lost_notes(url, state) == []
+
+
+def lost_notes(url: str, state: CrashState) -> list[str]:
+    """Acknowledged notes that are not stored, or not found by their own text."""
+    lost = []
+    with httpx.Client(base_url=url, timeout=30) as client:
         for key, text in state.acked.items():
-            meta = client.get(f"/notes/{key}")
-            assert meta.status_code == 200, key
+            if client.get(f"/notes/{key}").status_code != 200:
+                lost.append(key)
+                continue
             candidates = [text] + ([state.unacked[key]] if key in state.unacked else [])
-            assert any(_found_by(client, key, t) for t in candidates), key
+            if not any(_found_by(client, key, t) for t in candidates):
+                lost.append(key)
+    return lost
 
 
 def _found_by(client: httpx.Client, key: str, text: str) -> bool:
