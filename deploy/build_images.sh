@@ -284,7 +284,7 @@ if [ "$RUN_CHECKS" = 1 ] && [ ${#BUILT[@]} -gt 0 ]; then
   if [ -z "$BUNDLE" ] && { [ "$BUILD_SERVICE" = 1 ] || [ "$BUILD_GPU" = 1 ]; }; then
     BUNDLE=$ROOT/bundles/all-MiniLM-L6-v2
     [ -f "$BUNDLE/manifest.json" ] \
-      || timed "export bundle" make -C "$ROOT" --no-print-directory "bundles/all-MiniLM-L6-v2/manifest.json"
+      || timed "export bundle (and the venv when missing)" make -C "$ROOT" --no-print-directory "bundles/all-MiniLM-L6-v2/manifest.json"
   fi
   check() { # NAME ARGS...: a failure is reported and the other images are still checked
     local name=$1 start; shift

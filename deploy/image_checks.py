@@ -571,6 +571,7 @@ class Service:
     db: Database
     box: Sandbox
     index_dir: Path
+    image: str
     api_key: str = ""
 
 
@@ -670,10 +671,24 @@ def serving(
                 server.stop()
 
 
+def run_healthcheck(server: Server, service: Service) -> str:
+    """The image's own HEALTHCHECK command, run inside it (on this run's port, not 8000)."""
+    spec = json.loads(
+        sh(["podman", "image", "inspect", "--format", "{{json .HealthCheck}}", service.image])
+    )
+    test = (spec or {}).get("Test") or []
+    if not test or test[0] != "CMD":
+        raise CheckFailed(f"the image has no HEALTHCHECK CMD (built as OCI?): {spec}")
+    argv = [a.replace("127.0.0.1:8000", f"127.0.0.1:{server.port}") for a in test[1:]]
+    expect(service.box.run(argv, timeout=30), "the image's HEALTHCHECK")
+    return "HEALTHCHECK passes"
+
+
 def check_http(server: Server, service: Service, report: Report) -> str:
     base, key = server.base, service.api_key
     if http("GET", f"{base}/health")[0] != 200:
         raise CheckFailed("/health is not 200")
+    healthcheck = run_healthcheck(server, service)
     status, _ = http("POST", f"{base}/embed", {"notes": ["no key"]})
     if status != 401:
         raise CheckFailed(f"/embed without a key: {status}, expected 401")
@@ -707,7 +722,7 @@ def check_http(server: Server, service: Service, report: Report) -> str:
     report.facts["serving"] = {"model": served, "providers": model.get("providers")}
     return (
         f"/health /ready 200; /embed 401 without key; /embed dim {len(vector)} unit norm;"
-        f" /notes 3 created; /search {len(hits)} hits, top {hits[0][0]};"
+        f" /notes 3 created; /search {len(hits)} hits, top {hits[0][0]}; {healthcheck};"
         f" {served} on {', '.join(model.get('providers') or [])}"
     )
 
@@ -776,7 +791,7 @@ def serve_checks(
             ],
             env={**db.postgres_env("/run/secrets/db_password"), **(env or {})},
         )
-        service = Service(db, box, index_dir)
+        service = Service(db, box, index_dir, runner.container.image)
         if not report.check(
             f"{prefix}notespace db upgrade (host PostgreSQL)", lambda: check_migrate(service)
         ):
