@@ -214,11 +214,11 @@ def models_show(
 def _single_active_ref(reg: Any, settings: Any) -> str | None:
     """The model a new name's first promotion replaces: the one active model (or the active
     version of NOTESPACE_MODEL_NAME); None when several are active or none is."""
-    from service.registry.models import ModelConflict
+    from service.errors import Conflict
 
     try:
         row = reg.active(settings.model_name)
-    except ModelConflict:
+    except Conflict:
         return None
     return row.ref if row is not None else None
 

@@ -20,7 +20,7 @@ from enum import StrEnum
 
 from sqlalchemy import Engine, select
 
-from service.errors import NotespaceError
+from service.errors import ConflictingCredentials, QuotaExceeded, Unauthorized
 from service.registry.database import session_factory
 from service.registry.tables import ApiKey, utcnow
 
@@ -33,24 +33,6 @@ class KeyScope(StrEnum):
     SEARCH = "search"
     INDEX = "index"
     ADMIN = "admin"
-
-
-class Unauthorized(NotespaceError):
-    status = 401
-    code = "unauthorized"
-    type = "authentication_error"
-
-
-class Forbidden(NotespaceError):
-    status = 403
-    code = "forbidden"
-    type = "permission_error"
-
-
-class QuotaExceeded(NotespaceError):
-    status = 429
-    code = "quota_exceeded"
-    type = "rate_limit_error"
 
 
 @dataclass(frozen=True)
@@ -148,10 +130,6 @@ class KeyStore:
             requests_per_minute=row.requests_per_minute,
             tokens_per_minute=row.tokens_per_minute,
         )
-
-
-class ConflictingCredentials(Unauthorized):
-    code = "conflicting_credentials"
 
 
 def presented_key(authorizations: Sequence[str], api_keys: Sequence[str]) -> str | None:

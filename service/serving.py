@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from starlette.concurrency import run_in_threadpool
 
 from service.bundle import BundleError, load_bundle
-from service.errors import NotespaceError
+from service.errors import Conflict, ModelLoadFailed, NotespaceError
 from service.inference.engine import EmbeddingEngine, ModelRuntime
 from service.note_index import NoteIndexes
 from service.registry.models import (
     GuardedPromotion,
-    ModelConflict,
     ModelRegistry,
     PromotionRequest,
     bundle_digest,
@@ -37,12 +36,6 @@ AUTO_REGISTERED_BY = "notespace serve (bundle_path fallback)"
 
 class StartupError(RuntimeError):
     """The service cannot choose or load a model to serve."""
-
-
-class ModelLoadFailed(NotespaceError):
-    status = 409
-    code = "model_load_failed"
-    type = "invalid_request_error"
 
 
 def resolve_serving_version(registry: ModelRegistry, settings: Settings) -> ModelVersion:
@@ -82,7 +75,7 @@ def check_index_coverage(store: NoteStore, row: ModelVersion, *, force: bool) ->
     """Refuse to promote a version whose index would miss stored notes (unless forced)."""
     live, covered = store.counts(row.id)
     if covered < live and not force:
-        raise ModelConflict(
+        raise Conflict(
             f"the index for {row.ref} covers {covered} of {live} stored notes; run "
             f"`notespace index rebuild --model {row.ref}` first, or promote with force"
         )
@@ -123,7 +116,7 @@ def authorise_promotion(
     """Every check a promotion must pass, for the CLI and HTTP alike: the version's index
     covers the stored notes, and the promotion guard (recorded) lets it through."""
     if row.status == "retired":
-        raise ModelConflict(f"{row.ref} is retired and cannot be promoted")
+        raise Conflict(f"{row.ref} is retired and cannot be promoted")
     if settings.promote_requires_complete_index:
         check_index_coverage(store, row, force=overrides.index)
     request = PromotionRequest(requested_by, overrides.regression, fallback_ref)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from service.api.deps import EngineDep, SettingsDep
-from service.api.embed import ERRORS, embed_notes, model_header
+from service.api.embed import EMBED_ERRORS, embed_notes, model_header
 from service.api.responses import FastJSONResponse
 from service.api.schemas import ClassifyRequest, ClassifyResponse, validate_texts
 from service.inference.head import require_head
@@ -14,7 +14,7 @@ from service.inference.head import require_head
 router = APIRouter(tags=["classification"])
 
 
-@router.post("/classify", response_model=ClassifyResponse, responses=ERRORS)
+@router.post("/classify", response_model=ClassifyResponse, responses=EMBED_ERRORS)
 async def classify(
     request: ClassifyRequest, http: Request, engine: EngineDep, settings: SettingsDep
 ) -> Response:

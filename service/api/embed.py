@@ -6,12 +6,12 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from service.api.deps import EngineDep, SettingsDep
+from service.api.errors import error_responses
 from service.api.responses import FastJSONResponse
 from service.api.schemas import (
     ClassifyRequest,
     EmbedRequest,
     EmbedResponse,
-    ErrorResponse,
     validate_texts,
 )
 from service.api.security import audit_details, require_scope
@@ -21,9 +21,7 @@ from service.security import KeyScope
 
 router = APIRouter(tags=["embeddings"])
 
-ERRORS: dict[int | str, dict[str, object]] = {
-    status: {"model": ErrorResponse} for status in (400, 409, 413, 422, 503)
-}
+EMBED_ERRORS = error_responses(400, 409, 413, 422, 503)
 
 
 async def embed_notes(
@@ -44,7 +42,7 @@ async def embed_notes(
     return result, [n.id for n in request.notes]
 
 
-@router.post("/embed", response_model=EmbedResponse, responses=ERRORS)
+@router.post("/embed", response_model=EmbedResponse, responses=EMBED_ERRORS)
 async def embed(
     request: EmbedRequest, http: Request, engine: EngineDep, settings: SettingsDep
 ) -> Response:

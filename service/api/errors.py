@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,7 +13,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from service.api.responses import FastJSONResponse
-from service.errors import NotespaceError
+from service.api.schemas import ErrorResponse
+from service.errors import NotespaceError, error_table
 from service.registry.failures import classify
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,20 @@ _STATUS_CODES = {
     413: ("invalid_request_error", "too_large"),
     415: ("invalid_request_error", "unsupported_media_type"),
 }
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A route's OpenAPI `responses=`, from the error table: per status, the error body and
+    every code it may carry. 422 (validation, field path only) is FastAPI's own."""
+    codes: dict[int, list[str]] = {}
+    for cls in error_table():
+        if cls.code not in codes.setdefault(cls.status, []):
+            codes[cls.status].append(cls.code)
+    codes.setdefault(422, []).append("validation_error")
+    return {
+        status: {"model": ErrorResponse, "description": "code: " + ", ".join(codes[status])}
+        for status in sorted(statuses)
+    }
 
 
 def error_response(

@@ -20,18 +20,10 @@ from typing import Any
 
 from fastapi import Request
 
-from service.errors import BadRequest
+from service.errors import InvalidNumber, InvalidText
 
 _BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
 _INT64 = (-(2**63), 2**63 - 1)
-
-
-class InvalidText(BadRequest):
-    code = "invalid_text"
-
-
-class InvalidNumber(BadRequest):
-    code = "invalid_number"
 
 
 def check_text(value: str, param: str) -> None:

@@ -8,13 +8,13 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import EngineDep, RegistryDep, SwitcherDep
-from service.api.embed import ERRORS
+from service.api.errors import error_responses
 from service.api.security import acting_user
 from service.security import ANONYMOUS, Principal
 from service.serving import PromotionOverrides, describe, describe_all
 
 router = APIRouter(prefix="/models", tags=["models"])
-MODEL_ERRORS = {**ERRORS, 404: ERRORS[400], 409: ERRORS[400]}
+MODEL_ERRORS = error_responses(400, 404, 409, 413, 422, 503)
 
 
 @router.get("", responses=MODEL_ERRORS)

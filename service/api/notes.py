@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import SettingsDep
-from service.api.embed import ERRORS
+from service.api.errors import error_responses
 from service.api.schemas import (
     IndexNotesRequest,
     IndexNotesResponse,
@@ -26,7 +26,7 @@ from service.registry.notes import NoteFilters, NoteInput, NoteMeta
 from service.security import KeyScope
 
 router = APIRouter(tags=["notes"])
-NOTE_ERRORS = {**ERRORS, 404: ERRORS[400], 409: ERRORS[400]}
+NOTE_ERRORS = error_responses(400, 404, 409, 413, 422, 503)
 INDEX = [Depends(require(KeyScope.INDEX))]
 SEARCH = [Depends(require(KeyScope.SEARCH))]
 

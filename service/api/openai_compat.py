@@ -8,7 +8,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from service.api.deps import EngineDep, SettingsDep
-from service.api.embed import ERRORS, model_header
+from service.api.embed import model_header
+from service.api.errors import error_responses
 from service.api.responses import FastJSONResponse
 from service.api.schemas import OpenAIEmbeddingRequest, OpenAIEmbeddingResponse, validate_texts
 from service.api.security import audit_details
@@ -20,7 +21,7 @@ router = APIRouter(tags=["embeddings"])
 @router.post(
     "/v1/embeddings",
     response_model=OpenAIEmbeddingResponse,
-    responses={**ERRORS, 404: ERRORS[400]},
+    responses=error_responses(400, 404, 409, 413, 422, 503),
 )
 async def create_embeddings(
     request: OpenAIEmbeddingRequest, http: Request, engine: EngineDep, settings: SettingsDep

@@ -18,7 +18,7 @@ from pydantic import (
     StrictStr,
 )
 
-from service.errors import EmptyInput, NoteTooLong, PayloadTooLarge
+from service.errors import EmptyInput, MetadataTooLarge, NoteTooLong, PayloadTooLarge
 from service.settings import LongNotePolicy, Settings
 
 
@@ -198,10 +198,6 @@ def validate_metadata(metadata: Metadata | None, settings: Settings, param: str)
         raise MetadataTooLarge(
             f"{param} is {size} bytes as JSON; at most {settings.max_metadata_bytes}", param=param
         )
-
-
-class MetadataTooLarge(PayloadTooLarge):
-    code = "metadata_too_large"
 
 
 # -- notes and search ------------------------------------------------------------------------

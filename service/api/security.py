@@ -19,15 +19,13 @@ from service.audit import (
     recorded_acting_user,
     valid_acting_user,
 )
-from service.errors import BadRequest
+from service.errors import BadRequest, Forbidden, Unauthorized
 from service.security import (
     ANONYMOUS,
-    Forbidden,
     KeyScope,
     KeyStore,
     Principal,
     QuotaLimiter,
-    Unauthorized,
     presented_key,
 )
 

@@ -13,17 +13,9 @@ import numpy as np
 import numpy.typing as npt
 
 from service.bundle import Bundle, BundleError
-from service.errors import NotespaceError
+from service.errors import NoCategoryHead
 
 HEAD_FILE = "head.npz"
-
-
-class NoCategoryHead(NotespaceError):
-    """The serving model version has no note-category head."""
-
-    status = 409
-    code = "no_category_head"
-    type = "invalid_request_error"
 
 
 @dataclass(frozen=True)

@@ -11,33 +11,15 @@ from dataclasses import dataclass
 
 from sqlalchemy import exc as sa_exc
 
-from service.errors import BadRequest, NotespaceError, Unavailable
-
-
-class DatabaseUnavailable(Unavailable):
-    code = "database_unavailable"
-
-
-class StorageFull(Unavailable):
-    code = "storage_full"
-
-
-class DatabaseBusy(Unavailable):
-    code = "database_busy"
-
-
-class DatabaseConflict(NotespaceError):
-    status = 409
-    code = "conflict"
-    type = "invalid_request_error"
-
-
-class ValueRejectedByDatabase(BadRequest):
-    code = "invalid_value"
-
-
-class DatabaseError(NotespaceError):
-    code = "database_error"
+from service.errors import (
+    Conflict,
+    DatabaseBusy,
+    DatabaseError,
+    DatabaseUnavailable,
+    NotespaceError,
+    StorageFull,
+    ValueRejectedByDatabase,
+)
 
 
 @dataclass(frozen=True)
@@ -130,7 +112,7 @@ def _error(kind: str | None, retry_after_s: int) -> NotespaceError:
             retry_after_s=retry_after_s,
         )
     if kind == "conflict":
-        return DatabaseConflict(
+        return Conflict(
             "this request conflicted with a concurrent change and was not completed: retry"
         )
     if kind == "value":

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from service.bundle import MANIFEST, Bundle
-from service.errors import NotespaceError, NotFound
+from service.errors import Conflict, NotFound
 from service.registry.database import session_factory
 from service.registry.promotion_guard import (
     PromotionOutcome,
@@ -30,12 +30,6 @@ OVERRIDE_HINT = (
     "; to promote it anyway: `notespace models promote --force-regression` "
     "(HTTP: ?force_regression=true)"
 )
-
-
-class ModelConflict(NotespaceError):
-    status = 409
-    code = "conflict"
-    type = "invalid_request_error"
 
 
 @dataclass(frozen=True)
@@ -79,7 +73,7 @@ class ModelRegistry:
             )
             if existing is not None:
                 if existing.bundle_sha256 != digest:
-                    raise ModelConflict(
+                    raise Conflict(
                         f"{m.ref} is already registered with a different bundle "
                         f"(sha256 {existing.bundle_sha256[:12]}…); give the new one a new version"
                     )
@@ -104,7 +98,7 @@ class ModelRegistry:
             try:
                 session.flush()
             except IntegrityError:
-                raise ModelConflict(f"{m.ref} was registered concurrently; retry") from None
+                raise Conflict(f"{m.ref} was registered concurrently; retry") from None
             return row
 
     def list(self, name: str | None = None) -> Sequence[ModelVersion]:
@@ -128,7 +122,7 @@ class ModelRegistry:
             rows = session.scalars(query).all()
         if len(rows) > 1:
             names = ", ".join(sorted(r.name for r in rows))
-            raise ModelConflict(
+            raise Conflict(
                 f"several models are active ({names}); set NOTESPACE_MODEL_NAME to choose one"
             )
         return rows[0] if rows else None
@@ -144,7 +138,7 @@ class ModelRegistry:
         with self._write.begin() as session:
             target = _find(session, ref)
             if target.status == ModelStatus.RETIRED.value:
-                raise ModelConflict(f"{target.ref} is retired and cannot be promoted")
+                raise Conflict(f"{target.ref} is retired and cannot be promoted")
             if target.status == ModelStatus.ACTIVE.value:
                 return None
             replaces = session.scalar(
@@ -216,7 +210,7 @@ class ModelRegistry:
             with self._write.begin() as session:
                 target = _find(session, ref)
                 if target.status == ModelStatus.RETIRED.value:
-                    raise ModelConflict(f"{target.ref} is retired and cannot be promoted")
+                    raise Conflict(f"{target.ref} is retired and cannot be promoted")
                 # Lock every version of this name, so concurrent promotes run one after another.
                 session.scalars(
                     select(ModelVersion.id)
@@ -227,7 +221,7 @@ class ModelRegistry:
                 if target.status == ModelStatus.ACTIVE.value:
                     return target
                 if target.status == ModelStatus.RETIRED.value:
-                    raise ModelConflict(f"{target.ref} is retired and cannot be promoted")
+                    raise Conflict(f"{target.ref} is retired and cannot be promoted")
                 if guarded is not None:
                     _still_replaces(session, target, guarded)
                 session.execute(
@@ -244,7 +238,7 @@ class ModelRegistry:
                 session.flush()
                 return target
         except (IntegrityError, OperationalError):
-            raise ModelConflict(
+            raise Conflict(
                 f"another promotion of {ref} ran at the same time; nothing changed, retry"
             ) from None
 
@@ -260,7 +254,7 @@ class ModelRegistry:
         with self._write.begin() as session:
             target = _find(session, ref)
             if target.status == ModelStatus.ACTIVE.value:
-                raise ModelConflict(
+                raise Conflict(
                     f"{target.ref} is serving; promote another version before retiring it"
                 )
             if target.status != ModelStatus.RETIRED.value:
@@ -278,7 +272,7 @@ def _still_replaces(session: Session, target: ModelVersion, guarded: GuardedProm
     )
     if (active.id if active is not None else None) != guarded.replaces_id:
         now = active.ref if active is not None else "no version"
-        raise ModelConflict(
+        raise Conflict(
             f"{now} became active while {target.ref} was being checked; nothing changed, retry"
         )
 

@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
-from service.errors import NotespaceError
+from service.errors import Conflict
 from service.index.replay import RowBatch
 from service.registry.database import session_factory
 from service.registry.tables import IndexSequence, Note, NoteVector, utcnow
@@ -103,12 +103,6 @@ class NoteFilters:
         return not (
             self.categories or self.time_from or self.time_to or self.sources or self.metadata
         )
-
-
-class NoteChangedConcurrently(NotespaceError):
-    status = 409
-    code = "conflict"
-    type = "invalid_request_error"
 
 
 @dataclass(frozen=True)
@@ -215,7 +209,7 @@ class NoteStore:
                     continue  # metadata-only change: the vector stands
                 vector = vectors.get(item.key)
                 if vector is None:
-                    raise NoteChangedConcurrently(
+                    raise Conflict(
                         "a note in this batch changed while it was being embedded; retry"
                     )
                 payload = np.asarray(vector, dtype="<f4").tobytes()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from service.errors import NotespaceError
+from service.errors import PromotionRefused, PromotionRegression, PromotionUnverified
 
 SUITE_KEY = "suite"
 # Drops are differences of floats read back from JSON: 0.83 - 0.825 is 0.0050000000000000044.
@@ -26,24 +26,6 @@ class PromotionOutcome(StrEnum):
     REFUSED = "refused"  # the guard stopped the promotion
     FORCED = "forced"  # the guard would have refused; an operator overrode it
     NOT_COMPARABLE = "not_comparable"  # nothing like-for-like to compare; allowed by policy
-
-
-class PromotionRefused(NotespaceError):
-    """The guard refused a promotion (409); `--force-regression` overrides it."""
-
-    status = 409
-    type = "invalid_request_error"
-    code = "promotion_refused"
-
-
-class PromotionRegression(PromotionRefused):
-    code = "promotion_regression"
-
-
-class PromotionUnverified(PromotionRefused):
-    """Suite results are required (NOTESPACE_PROMOTION_REQUIRES_EVAL) but none compare."""
-
-    code = "promotion_unverified"
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from service.bundle import load_bundle, write_manifest
-from service.errors import NotFound
+from service.errors import Conflict, NotFound
 from service.registry.database import make_engine
-from service.registry.models import ModelConflict, ModelRegistry
+from service.registry.models import ModelRegistry
 from service.registry.tables import ModelVersion
 
 
@@ -48,10 +48,10 @@ def test_register_promote_retire_lifecycle(
     assert statuses(registry) == {"tiny@1": "staged", "tiny@2": "active"}
     assert registry.active().ref == "tiny@2"  # type: ignore[union-attr]
 
-    with pytest.raises(ModelConflict, match="is serving"):
+    with pytest.raises(Conflict, match="is serving"):
         registry.retire("tiny@2")
     assert registry.retire("tiny@1").status == "retired"
-    with pytest.raises(ModelConflict, match="retired"):
+    with pytest.raises(Conflict, match="retired"):
         registry.promote("tiny@1")
     assert statuses(registry) == {"tiny@1": "retired", "tiny@2": "active"}
 
@@ -71,7 +71,7 @@ def test_same_name_version_different_bundle_is_refused(
     other = Path(shutil.copytree(tiny_bundle, tmp_path / "other"))
     manifest = load_bundle(other).manifest
     write_manifest(other, **manifest.model_dump(exclude={"files", "objective"}), objective="mlm")
-    with pytest.raises(ModelConflict, match="different bundle"):
+    with pytest.raises(Conflict, match="different bundle"):
         registry.register(load_bundle(other), "alice")
 
 
@@ -104,7 +104,7 @@ def test_concurrent_promotes_leave_exactly_one_active(
         for _ in range(15):
             try:
                 registry.promote(ref)
-            except ModelConflict:
+            except Conflict:
                 pass  # a clear, retryable refusal is allowed; corruption is not
             except BaseException as exc:
                 errors.append(exc)

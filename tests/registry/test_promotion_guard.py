@@ -6,11 +6,10 @@ from typing import Any
 
 import pytest
 
+from service.errors import PromotionRegression, PromotionUnverified
 from service.registry.promotion_guard import (
     PromotionOutcome,
     PromotionPolicy,
-    PromotionRegression,
-    PromotionUnverified,
     compare_suites,
     decide,
 )

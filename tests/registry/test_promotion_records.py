@@ -13,12 +13,11 @@ from typer.testing import CliRunner
 
 from service.bundle import load_bundle, write_manifest
 from service.cli import app as cli_app
+from service.errors import Conflict, PromotionRegression, PromotionUnverified
 from service.registry.database import make_engine, session_factory
-from service.registry.models import ModelConflict, ModelRegistry, PromotionRequest
+from service.registry.models import ModelRegistry, PromotionRequest
 from service.registry.promotion_guard import (
     PromotionPolicy,
-    PromotionRegression,
-    PromotionUnverified,
 )
 from service.registry.tables import PromotionCheck
 from tests.conftest import LiveServer, make_settings, registry_with_versions
@@ -139,7 +138,7 @@ def test_promotion_refuses_when_the_active_version_changed_after_the_check(
     registry.register(load_bundle(v3), "alice")
     guarded = registry.guard_promotion("tiny@2", POLICY, PromotionRequest("alice"))
     registry.promote("tiny@3")  # someone else, between the check and the promotion
-    with pytest.raises(ModelConflict, match="tiny@3 became active"):
+    with pytest.raises(Conflict, match="tiny@3 became active"):
         registry.promote("tiny@2", guarded=guarded)
     assert registry.active("tiny").ref == "tiny@3"
 
