@@ -4,6 +4,7 @@ and the paper's head on a fully fine-tuned encoder. Each selects on validation m
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from sklearn.metrics import f1_score
 from torch import nn
 
 from training.evaluate.data import EvaluationError
+
+log = logging.getLogger(__name__)
 
 Vectors = npt.NDArray[np.float32]
 LR_C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
@@ -250,6 +253,7 @@ def fine_tune(
         if step % schedule.eval_every == 0 or step == schedule.max_steps:
             score = _macro_f1(yva, predict(val_texts), len(classes))
             evaluations.append([step, score])
+            log.info("fine-tune step %d: validation macro-F1 %.3f", step, score)
             if score > best[0]:
                 best, since_gain = (score, step, copy.deepcopy(model.state_dict())), 0
             else:
