@@ -77,6 +77,10 @@ async def queries_during(
                 break
             started = time.perf_counter()
             r = await http.post("/embed", json={"notes": [query]})
+            # Shed (503 + Retry-After): a client retries, and the latency counts the wait.
+            while r.status_code in (429, 503) and "retry-after" in r.headers:
+                await asyncio.sleep(float(r.headers["retry-after"]))
+                r = await http.post("/embed", json={"notes": [query]})
             r.raise_for_status()
             latencies.append(time.perf_counter() - started)
             await asyncio.sleep(pause_s)

@@ -48,6 +48,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--extra-onnx", nargs="*", default=[], help="NAME=PATH graphs to add")
+    parser.add_argument(
+        "--int8-bundle", type=Path, default=None, help="a static int8 bundle, served as auto would"
+    )
     args = parser.parse_args()
 
     import onnxruntime as ort
@@ -84,6 +87,20 @@ def main() -> int:
             encoders["ov-bf16"] = OpenVinoEncoder(
                 bundle, precision="bf16", threads=args.threads
             ).encode
+    if args.int8_bundle is not None:
+        from service.inference.engine import ModelRuntime
+        from service.settings import Settings
+
+        int8 = ModelRuntime.load(
+            load_bundle(args.int8_bundle),
+            Settings(
+                bundle_path=args.int8_bundle,
+                intra_op_threads=args.threads,
+                warmup=False,
+                query_lane_max_tokens=0,
+            ),
+        )
+        encoders[f"int8 ({int8.providers[0]})"] = int8.encoder.encode
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
     for spec in args.extra_onnx:

@@ -156,11 +156,13 @@ def choose_float_layers(
     """Rank layers by the overlap gained when each alone runs in float, then keep the best in
     float one at a time until `passes`; pure in its inputs, so the search logic is testable."""
     base = score(quantised)
+    log.info("int8 selection: all int8: overlap %.4f", base["neighbour_overlap"])
     selection = Selection(float_layers=[], steps=[{"float_layers": 0, **base}])
     if passes(base):
         return selection
     for name in layers:
         alone = score(with_float_layers(quantised, fp32, [name]))
+        log.info("int8 sensitivity: %s in float: overlap %.4f", name, alone["neighbour_overlap"])
         selection.sensitivity.append(
             {
                 "layer": name,
@@ -173,6 +175,12 @@ def choose_float_layers(
         selection.float_layers.append(str(ranked["layer"]))
         now = score(with_float_layers(quantised, fp32, selection.float_layers))
         selection.steps.append({"float_layers": len(selection.float_layers), **now})
+        log.info(
+            "int8 selection: %d in float: overlap %.4f, min cosine %.5f",
+            len(selection.float_layers),
+            now["neighbour_overlap"],
+            now["min_cosine"],
+        )
         if passes(now):
             break
     return selection
