@@ -30,14 +30,14 @@ def _config(tmp_path: Path, **declutr: Any) -> RunConfig:
 
 def _grads(model: EncoderWithHead) -> dict[str, torch.Tensor]:
     return {
-        name: p.grad.clone()
-        for name, p in model.model.named_parameters()
-        if p.grad is not None
+        name: p.grad.clone() for name, p in model.model.named_parameters() if p.grad is not None
     }
 
 
 @pytest.mark.parametrize("mlm_weight", [0.0, 1.0])
-def test_cached_backward_equals_one_pass(tiny_bert: Path, tmp_path: Path, mlm_weight: float) -> None:
+def test_cached_backward_equals_one_pass(
+    tiny_bert: Path, tmp_path: Path, mlm_weight: float
+) -> None:
     torch.manual_seed(0)
     model = load_encoder(tiny_bert)
     model.model.eval()  # no dropout: both paths must then agree exactly (up to fp32 rounding)
