@@ -21,6 +21,9 @@ QUERY = ["chest pain on exertion"]
 BULK = ["patient admitted with chest pain shortness of breath fever cough " * 20] * 4
 
 
+RUNNING = threading.Event()  # set once a bulk batch is inside the (stuck) encoder
+
+
 def _engine(bundle: Path, gate: threading.Event, **settings: int) -> EmbeddingEngine:
     """An engine whose bulk encoder blocks until `gate` is set: a batch that never ends."""
     config = make_settings(bundle, request_deadline_ms=400, **settings)
@@ -29,6 +32,7 @@ def _engine(bundle: Path, gate: threading.Event, **settings: int) -> EmbeddingEn
 
     class Stuck:
         def encode(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+            RUNNING.set()
             gate.wait()
             return bulk_encoder.encode(ids, mask)
 
@@ -40,7 +44,17 @@ def _engine(bundle: Path, gate: threading.Event, **settings: int) -> EmbeddingEn
     )
     batcher = Batcher(max_batch_tokens=4096, max_queue_tokens=65536, retry_after_s=1)
     batcher.start()
+    RUNNING.clear()
     return EmbeddingEngine(stuck, batcher, config, ServiceMetrics())
+
+
+async def _bulk_running() -> None:
+    """Wait until the bulk batch is inside the encoder, so the query cannot join its batch."""
+    for _ in range(3000):
+        if RUNNING.is_set():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the bulk batch never reached the encoder")
 
 
 def test_a_short_query_is_served_while_the_bulk_batch_runs(tiny_bundle: Path) -> None:
@@ -52,7 +66,7 @@ def test_a_short_query_is_served_while_the_bulk_batch_runs(tiny_bundle: Path) ->
 
     async def scenario() -> tuple[np.ndarray, BaseException | None]:
         bulk = asyncio.ensure_future(engine.embed(BULK))
-        await asyncio.sleep(0.05)  # the bulk batch is now running (stuck) on the encoder
+        await _bulk_running()
         query = await asyncio.wait_for(engine.embed(QUERY), timeout=5)
         assert not bulk.done()
         gate.set()
@@ -79,7 +93,7 @@ def test_without_the_lane_a_query_waits_behind_the_bulk(tiny_bundle: Path) -> No
 
     async def scenario() -> None:
         bulk = asyncio.ensure_future(engine.embed(BULK))
-        await asyncio.sleep(0.05)
+        await _bulk_running()
         with pytest.raises(DeadlineExceeded):
             await engine.embed(QUERY)  # queued behind the stuck batch past its deadline
         gate.set()
@@ -98,7 +112,7 @@ def test_a_request_over_the_lane_limit_queues(tiny_bundle: Path) -> None:
 
     async def scenario() -> None:
         bulk = asyncio.ensure_future(engine.embed(BULK))
-        await asyncio.sleep(0.05)
+        await _bulk_running()
         with pytest.raises(DeadlineExceeded):
             await engine.embed(QUERY)
         gate.set()
