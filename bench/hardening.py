@@ -37,9 +37,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.audit import AuditLog
+from service.registry.audit import AuditLog
 from service.registry.database import make_engine, upgrade
-from service.security import KeyScope, KeyStore
+from service.registry.keys import KeyScope, KeyStore
 from tests.conftest import scratch_postgres_database
 from tests.crash_harness import CrashState, lost_notes, run_cycles
 from tests.failing_storage import ThrowawayPostgres, index_through_outage, small_filesystem

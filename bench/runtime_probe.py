@@ -88,17 +88,11 @@ def main() -> int:
                 bundle, precision="bf16", threads=args.threads
             ).encode
     if args.int8_bundle is not None:
-        from service.inference.engine import ModelRuntime
-        from service.settings import Settings
+        from service.inference.config import RuntimeConfig
+        from service.inference.runtime import ModelRuntime
 
         int8 = ModelRuntime.load(
-            load_bundle(args.int8_bundle),
-            Settings(
-                bundle_path=args.int8_bundle,
-                intra_op_threads=args.threads,
-                warmup=False,
-                query_lane_max_tokens=0,
-            ),
+            load_bundle(args.int8_bundle), RuntimeConfig(intra_op_threads=args.threads)
         )
         encoders[f"int8 ({int8.providers[0]})"] = int8.encoder.encode
     options = ort.SessionOptions()

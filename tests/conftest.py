@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import tempfile
@@ -18,6 +19,8 @@ import pytest
 import uvicorn
 
 from service.app import create_app
+from service.inference.config import RuntimeConfig
+from service.orchestration.configs import runtime_config
 from service.server import server_config
 from service.settings import Settings
 from tests.tiny_model import build_tiny_encoder
@@ -90,6 +93,11 @@ def migrated_sqlite_url() -> str:
     url = f"sqlite:///{tempfile.mkdtemp(prefix='notespace-db-')}/registry.db"
     upgrade(url)
     return url
+
+
+def runtime_config_of(settings: Settings) -> RuntimeConfig:
+    """The runtime config the service derives from `settings`, without its warm-up batches."""
+    return dataclasses.replace(runtime_config(settings), warmup=False)
 
 
 def make_settings(bundle: Path, **overrides: Any) -> Settings:

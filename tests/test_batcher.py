@@ -12,6 +12,7 @@ import pytest
 
 from service.errors import DeadlineExceeded, InferenceFailed, Overloaded, PayloadTooLarge
 from service.inference.batcher import Batcher
+from service.inference.config import BatcherConfig
 from service.inference.tokenize import TokenizedNote
 
 DIM = 4
@@ -52,7 +53,7 @@ def note(token: int, length: int, windows: int = 1) -> TokenizedNote:
 
 def make_batcher(**kw: int) -> Batcher:
     params = {"max_batch_tokens": 64, "max_queue_tokens": 1000, "retry_after_s": 2} | kw
-    batcher = Batcher(**params)
+    batcher = Batcher(BatcherConfig(**params))
     batcher.start()
     return batcher
 

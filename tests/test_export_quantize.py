@@ -11,8 +11,8 @@ import onnx
 import pytest
 
 from service.bundle import load_bundle
-from service.inference.engine import ModelRuntime
-from tests.conftest import TINY_WINDOW_TOKENS, make_settings
+from service.inference.runtime import ModelRuntime
+from tests.conftest import TINY_WINDOW_TOKENS, make_settings, runtime_config_of
 from tests.tiny_model import synthetic_corpus
 from training.export import (
     ExportError,
@@ -42,7 +42,7 @@ def int8_bundle(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 def _vectors(bundle: Path, texts: list[str]) -> np.ndarray:
-    runtime = ModelRuntime.load(load_bundle(bundle), make_settings(bundle))
+    runtime = ModelRuntime.load(load_bundle(bundle), runtime_config_of(make_settings(bundle)))
     return runtime.embed_sync(texts, "chunk", max_batch_tokens=4096)
 
 

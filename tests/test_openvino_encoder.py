@@ -10,15 +10,17 @@ import pytest
 from pydantic import ValidationError
 
 from service.bundle import load_bundle
-from service.inference.engine import ModelRuntime
-from tests.conftest import make_settings
+from service.inference.runtime import ModelRuntime
+from tests.conftest import make_settings, runtime_config_of
 from tests.tiny_model import synthetic_corpus
 
 TEXTS = synthetic_corpus(12, seed=3)
 
 
 def _vectors(bundle: Path, **settings: str) -> np.ndarray:
-    runtime = ModelRuntime.load(load_bundle(bundle), make_settings(bundle, **settings))
+    runtime = ModelRuntime.load(
+        load_bundle(bundle), runtime_config_of(make_settings(bundle, **settings))
+    )
     runtime.warm_up()
     return runtime.embed_sync(TEXTS, "chunk", max_batch_tokens=4096)
 

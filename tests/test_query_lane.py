@@ -13,9 +13,12 @@ import pytest
 from service.bundle import load_bundle
 from service.errors import DeadlineExceeded
 from service.inference.batcher import Batcher
-from service.inference.engine import EmbeddingEngine, ModelRuntime
+from service.inference.config import BatcherConfig
+from service.inference.engine import EmbeddingEngine
+from service.inference.runtime import ModelRuntime
 from service.metrics import ServiceMetrics
-from tests.conftest import make_settings
+from service.orchestration.configs import engine_config
+from tests.conftest import make_settings, runtime_config_of
 
 QUERY = ["chest pain on exertion"]
 BULK = ["patient admitted with chest pain shortness of breath fever cough " * 20] * 4
@@ -27,7 +30,7 @@ RUNNING = threading.Event()  # set once a bulk batch is inside the (stuck) encod
 def _engine(bundle: Path, gate: threading.Event, **settings: int) -> EmbeddingEngine:
     """An engine whose bulk encoder blocks until `gate` is set: a batch that never ends."""
     config = make_settings(bundle, request_deadline_ms=400, **settings)
-    runtime = ModelRuntime.load(load_bundle(bundle), config)
+    runtime = ModelRuntime.load(load_bundle(bundle), runtime_config_of(config))
     bulk_encoder = runtime.encoder
 
     class Stuck:
@@ -42,10 +45,10 @@ def _engine(bundle: Path, gate: threading.Event, **settings: int) -> EmbeddingEn
         encoder=Stuck(),
         lane_encoder=runtime.lane_encoder,
     )
-    batcher = Batcher(max_batch_tokens=4096, max_queue_tokens=65536, retry_after_s=1)
+    batcher = Batcher(BatcherConfig(max_batch_tokens=4096, max_queue_tokens=65536, retry_after_s=1))
     batcher.start()
     RUNNING.clear()
-    return EmbeddingEngine(stuck, batcher, config, ServiceMetrics())
+    return EmbeddingEngine(stuck, batcher, engine_config(config), ServiceMetrics())
 
 
 async def _bulk_running() -> None:
@@ -61,7 +64,8 @@ def test_a_short_query_is_served_while_the_bulk_batch_runs(tiny_bundle: Path) ->
     gate = threading.Event()
     engine = _engine(tiny_bundle, gate, query_lane_max_tokens=64)
     expected = ModelRuntime.load(
-        load_bundle(tiny_bundle), make_settings(tiny_bundle, query_lane_max_tokens=0)
+        load_bundle(tiny_bundle),
+        runtime_config_of(make_settings(tiny_bundle, query_lane_max_tokens=0)),
     ).embed_sync(QUERY, "chunk", max_batch_tokens=4096)
 
     async def scenario() -> tuple[np.ndarray, BaseException | None]:
@@ -89,7 +93,7 @@ def test_a_short_query_is_served_while_the_bulk_batch_runs(tiny_bundle: Path) ->
 def test_without_the_lane_a_query_waits_behind_the_bulk(tiny_bundle: Path) -> None:
     gate = threading.Event()
     engine = _engine(tiny_bundle, gate, query_lane_max_tokens=0)
-    assert engine.runtime.lane_encoder is None
+    assert engine.serving().lane_encoder is None
 
     async def scenario() -> None:
         bulk = asyncio.ensure_future(engine.embed(BULK))

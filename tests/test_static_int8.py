@@ -12,9 +12,15 @@ import onnx
 import pytest
 
 from service.bundle import load_bundle
-from service.inference.engine import ModelRuntime
+from service.inference.runtime import ModelRuntime
 from service.inference.tokenize import NoteTokenizer
-from tests.conftest import TINY_WINDOW_TOKENS, LiveServer, make_settings, registry_with_versions
+from tests.conftest import (
+    TINY_WINDOW_TOKENS,
+    LiveServer,
+    make_settings,
+    registry_with_versions,
+    runtime_config_of,
+)
 from tests.tiny_model import synthetic_corpus
 from training.export import ExportError, PrecisionGate, export_bundle
 from training.quantize.calibration import calibration_windows, read_notes, split_notes, text_key
@@ -52,7 +58,9 @@ def static_int8_bundle(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 def _vectors(bundle: Path, texts: list[str], **settings: Any) -> np.ndarray:
-    runtime = ModelRuntime.load(load_bundle(bundle), make_settings(bundle, **settings))
+    runtime = ModelRuntime.load(
+        load_bundle(bundle), runtime_config_of(make_settings(bundle, **settings))
+    )
     return runtime.embed_sync(texts, "chunk", max_batch_tokens=4096)
 
 

@@ -162,9 +162,9 @@ def export(
         import getpass
 
         from service.bundle import load_bundle
-        from service.cli import registry
+        from service.cli.common import open_registry
 
-        row = registry().register(load_bundle(result.bundle_dir), getpass.getuser())
+        row = open_registry().register(load_bundle(result.bundle_dir), getpass.getuser())
         typer.echo(f"registered {row.ref} (id {row.id}, {row.status})")
 
 

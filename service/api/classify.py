@@ -2,48 +2,49 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
-from service.api.deps import EngineDep, SettingsDep
-from service.api.embed import EMBED_ERRORS, embed_notes, model_header
+from service.api.access import CallDep
+from service.api.deps import EmbedderDep, SettingsDep
+from service.api.embed import EMBED_ERRORS, audit_embedding, model_header
 from service.api.responses import FastJSONResponse
 from service.api.schemas import ClassifyRequest, ClassifyResponse, validate_texts
-from service.inference.head import require_head
 
 router = APIRouter(tags=["classification"])
 
 
 @router.post("/classify", response_model=ClassifyResponse, responses=EMBED_ERRORS)
 async def classify(
-    request: ClassifyRequest, http: Request, engine: EngineDep, settings: SettingsDep
+    request: ClassifyRequest, call: CallDep, embedder: EmbedderDep, settings: SettingsDep
 ) -> Response:
-    validate_texts([n.text for n in request.notes], settings, "notes")
-    runtime = engine.runtime  # pin one version: the head must match the encoder that embeds
-    head = require_head(runtime.head, runtime.manifest.ref)
-    result, ids = await embed_notes(http, engine, request, runtime)
-    probs = head.probabilities(result.vectors)  # [N, C]
-    top_k = request.top_k or len(head.labels)
+    texts = [n.text for n in request.notes]
+    validate_texts(texts, settings, "notes")
+    embedded = await embedder.embed(texts, request.long_note, categories=True)
+    audit_embedding(call, embedded)
+    assert embedded.categories is not None
+    labels, probs = embedded.categories.labels, embedded.categories.probabilities  # [N, C]
+    top_k = request.top_k or len(labels)
     data = []
-    for i, note in enumerate(result.notes):
+    for i, note in enumerate(embedded.notes):
         order = probs[i].argsort()[::-1][:top_k]
         data.append(
             {
                 "index": i,
-                "id": ids[i],
-                "category": head.labels[order[0]],
+                "id": request.notes[i].id,
+                "category": labels[order[0]],
                 "probability": float(probs[i, order[0]]),
                 "probabilities": [
-                    {"category": head.labels[j], "probability": float(probs[i, j])} for j in order
+                    {"category": labels[j], "probability": float(probs[i, j])} for j in order
                 ],
                 "tokens": note.tokens,
                 "handling": note.handling,
             }
         )
     body = {
-        "model": {"name": result.manifest.name, "version": result.manifest.version},
-        "labels": list(head.labels),
+        "model": {"name": embedded.manifest.name, "version": embedded.manifest.version},
+        "labels": list(labels),
         "data": data,
-        "usage": {"tokens": sum(n.tokens for n in result.notes)},
+        "usage": {"tokens": embedded.tokens},
     }
-    return FastJSONResponse(body, headers=model_header(result.manifest.ref))
+    return FastJSONResponse(body, headers=model_header(embedded.manifest.ref))

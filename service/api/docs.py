@@ -9,8 +9,8 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from starlette.responses import HTMLResponse
 
+from service.api.access import require
 from service.api.responses import FastJSONResponse
-from service.api.security import require
 from service.settings import Settings
 
 OPENAPI_PATH = "/openapi.json"

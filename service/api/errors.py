@@ -12,10 +12,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from service.api.deps import API_STATE
 from service.api.responses import FastJSONResponse
 from service.api.schemas import ErrorResponse
 from service.errors import NotespaceError, error_table
-from service.registry.failures import classify
+from service.orchestration.failures import classify
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +142,9 @@ async def _http_error(_: Request, exc: Exception) -> Response:
 async def _database_error(request: Request, exc: Exception) -> Response:
     # The failure's kind and a request id only: the driver's message can quote stored values.
     assert isinstance(exc, SQLAlchemyError)
-    settings = getattr(request.state, "settings", None)
-    failure = classify(exc, retry_after_s=getattr(settings, "database_retry_after_s", 5))
+    api = getattr(request.state, API_STATE, None)
+    retry_after_s = api.resources.settings.database_retry_after_s if api is not None else 5
+    failure = classify(exc, retry_after_s=retry_after_s)
     error = failure.error
     (log.error if error.status >= 500 else log.warning)(
         "database failure %s answered %d %s in %s %s (request %s)",
@@ -150,7 +152,7 @@ async def _database_error(request: Request, exc: Exception) -> Response:
         error.status,
         error.code,
         request.method,
-        getattr(request.scope.get("route"), "path", "unmatched route"),
+        getattr(request.scope.get("route"), "path", None) or "unmatched",
         getattr(request.state, "request_id", "-"),
     )
     return error_response(

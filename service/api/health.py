@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from service.api.deps import MetricsDep, SettingsDep
-from service.api.security import require
-from service.errors import NotReady
-from service.notes import NoteService
-from service.security import KeyScope
+from service.api.access import require
+from service.api.deps import EmbedderDep, MetricsDep, NotesDep, SettingsDep, StateDep
+from service.orchestration.access import KeyScope
 
 router = APIRouter(tags=["operations"])
 
@@ -24,23 +23,19 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/ready")
-async def ready(request: Request) -> dict[str, str]:
-    """A model is loaded and warmed up: send traffic. Open like /health, so orchestrators'
-    readiness probes need no credentials; it names nothing."""
-    engine = getattr(request.state, "engine", None)
-    if engine is None:
-        raise NotReady("model is not loaded yet", retry_after_s=1)
+async def ready(_: StateDep) -> dict[str, str]:
+    """A model is loaded and warmed up: send traffic (503 `not_ready` before). Open like
+    /health, so orchestrators' readiness probes need no credentials; it names nothing."""
     return {"status": "ready"}
 
 
 @router.get("/info", dependencies=[Depends(require(None))])
-async def info(request: Request, settings: SettingsDep) -> dict[str, Any]:
+async def info(embedder: EmbedderDep, notes: NotesDep, settings: SettingsDep) -> dict[str, Any]:
     """The serving model and every limit the service enforces."""
-    engine = getattr(request.state, "engine", None)
-    model = None
-    if engine is not None:
-        m = engine.manifest
-        model = {
+    m = embedder.manifest
+    index = notes.index_state()
+    return {
+        "model": {
             "name": m.name,
             "version": m.version,
             "dim": m.embedding_dim,
@@ -50,10 +45,8 @@ async def info(request: Request, settings: SettingsDep) -> dict[str, Any]:
             "objective": m.objective,
             "base_model": m.base_model,
             "parity": m.parity.model_dump() if m.parity else None,
-            "providers": engine.providers,
-        }
-    return {
-        "model": model,
+            "providers": embedder.providers,
+        },
         "limits": {
             "max_body_bytes": settings.max_body_bytes,
             "max_notes_per_request": settings.max_notes_per_request,
@@ -72,34 +65,21 @@ async def info(request: Request, settings: SettingsDep) -> dict[str, Any]:
             "header_read_timeout_s": settings.header_read_timeout_s,
             "body_read_timeout_s": settings.body_read_timeout_s,
         },
-        "index": _index_state(request),
+        "index": None
+        if index is None
+        else {
+            "rows": index.rows,
+            "sequence_watermark": index.sequence_watermark,
+            "opened_from": index.opened_from,
+            "snapshot": {
+                "state": "ok" if index.snapshot.healthy else "failing",
+                **{k: v for k, v in asdict(index.snapshot).items() if k != "healthy"},
+            },
+        },
         "auth": "on" if settings.auth_enabled else "off",
         "long_notes": {
             "default_policy": settings.long_note_policy,
             "window_overlap_tokens": settings.window_overlap_tokens,
-        },
-    }
-
-
-def _index_state(request: Request) -> dict[str, Any] | None:
-    """The serving model's index and whether its checkpoints are being written."""
-    notes: NoteService | None = getattr(request.state, "notes", None)
-    engine = getattr(request.state, "engine", None)
-    version_id = engine.runtime.version_id if engine is not None else None
-    index = notes.indexes.get(version_id) if notes is not None and version_id is not None else None
-    if index is None:
-        return None
-    status = index.snapshot_status()
-    return {
-        "rows": len(index.index),
-        "sequence_watermark": index.sequence_watermark,
-        "opened_from": index.opened_from,
-        "snapshot": {
-            "state": "ok" if status.healthy else "failing",
-            "unsaved_rows": status.unsaved_rows,
-            "consecutive_failures": status.consecutive_failures,
-            "last_error": status.last_error,
-            "last_saved_unix_s": status.last_saved_unix_s,
         },
     }
 

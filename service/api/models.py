@@ -2,55 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Query
 
-from service.api.deps import EngineDep, RegistryDep, SwitcherDep
+from service.api.access import CallDep
+from service.api.deps import CatalogueDep, SwitcherDep
 from service.api.errors import error_responses
-from service.api.security import acting_user
-from service.security import ANONYMOUS, Principal
-from service.serving import PromotionOverrides, describe, describe_all
+from service.orchestration.catalogue import ModelList, ModelView
+from service.orchestration.promotion import PromotionOverrides
 
 router = APIRouter(prefix="/models", tags=["models"])
 MODEL_ERRORS = error_responses(400, 404, 409, 413, 422, 503)
 
 
-@router.get("", responses=MODEL_ERRORS)
-async def list_models(registry: RegistryDep, engine: EngineDep) -> dict[str, Any]:
+@router.get("", response_model=ModelList, responses=MODEL_ERRORS)
+async def list_models(catalogue: CatalogueDep) -> ModelList:
     """Every registered version, with the latest promotion-guard comparison of each."""
-    rows = await run_in_threadpool(registry.list)
-    checks = await run_in_threadpool(registry.latest_checks)
-    return {
-        "serving": engine.manifest.ref,
-        "models": describe_all(rows, engine.manifest.ref, checks),
-    }
+    return await catalogue.list()
 
 
-@router.get("/{ref}", responses=MODEL_ERRORS)
-async def show_model(ref: str, registry: RegistryDep, engine: EngineDep) -> dict[str, Any]:
+@router.get("/{ref}", response_model=ModelView, responses=MODEL_ERRORS)
+async def show_model(ref: str, catalogue: CatalogueDep) -> ModelView:
     """A registered version by id or NAME@VERSION, with its latest promotion-guard comparison."""
-    row = await run_in_threadpool(registry.get, ref)
-    check = await run_in_threadpool(registry.latest_check, row.id)
-    return describe(row, engine.manifest.ref, check)
+    return await catalogue.show(ref)
 
 
-def requester(request: Request) -> str:
-    """Who asks, for the promotion record: the acting user and the key, never the key itself."""
-    principal: Principal = getattr(request.state, "principal", ANONYMOUS)
-    key = f"key {principal.name} ({principal.key_id})" if principal.key_id else "no key (auth off)"
-    user = acting_user(request)
-    return f"{user} via HTTP, {key}" if user else f"HTTP, {key}"
-
-
-@router.post("/{ref}/promote", responses=MODEL_ERRORS)
+@router.post("/{ref}/promote", response_model=ModelView, responses=MODEL_ERRORS)
 async def promote_model(
     ref: str,
-    request: Request,
+    call: CallDep,
     switcher: SwitcherDep,
-    registry: RegistryDep,
-    engine: EngineDep,
+    catalogue: CatalogueDep,
     force: Annotated[bool, Query(description="override both checks below")] = False,
     force_index: Annotated[
         bool, Query(description="promote although its index misses stored notes")
@@ -58,7 +41,7 @@ async def promote_model(
     force_regression: Annotated[
         bool, Query(description="promote although the promotion guard refuses it")
     ] = False,
-) -> dict[str, Any]:
+) -> ModelView:
     """Load and warm the version and its index, make it active, then switch traffic to it
     atomically. Refused (409) while its index misses stored notes (`force_index`), and when its
     evaluation-suite results are worse than the version it replaces beyond the margin
@@ -66,6 +49,5 @@ async def promote_model(
     overrides = PromotionOverrides.from_flags(
         force=force, force_index=force_index, force_regression=force_regression
     )
-    row = await switcher.promote(ref, requested_by=requester(request), overrides=overrides)
-    check = await run_in_threadpool(registry.latest_check, row.id)
-    return describe(row, engine.manifest.ref, check)
+    row = await switcher.promote(ref, requested_by=call.requester(), overrides=overrides)
+    return await catalogue.view(row)

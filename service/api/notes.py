@@ -5,35 +5,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends
 
-from service.api.deps import SettingsDep
+from service.api.access import CallDep, require
+from service.api.deps import NotesDep, SettingsDep
 from service.api.errors import error_responses
 from service.api.schemas import (
     IndexNotesRequest,
     IndexNotesResponse,
+    IndexStatsResponse,
     NoteMetadata,
     SearchRequest,
     SearchResponse,
     validate_metadata,
     validate_texts,
 )
-from service.api.security import audit_details, require
-from service.errors import BadRequest, NotFound, PayloadTooLarge
-from service.notes import NoteService
-from service.registry.notes import NoteFilters, NoteInput, NoteMeta
-from service.security import KeyScope
+from service.errors import BadRequest, PayloadTooLarge
+from service.orchestration.access import KeyScope
+from service.orchestration.notes import NoteFilters, NoteInput, NoteMeta
 
 router = APIRouter(tags=["notes"])
 NOTE_ERRORS = error_responses(400, 404, 409, 413, 422, 503)
 INDEX = [Depends(require(KeyScope.INDEX))]
 SEARCH = [Depends(require(KeyScope.SEARCH))]
-
-
-def _service(request: Request) -> NoteService:
-    service: NoteService = request.state.notes
-    return service
 
 
 def _meta(note: NoteMeta) -> dict[str, Any]:
@@ -50,7 +44,7 @@ def _meta(note: NoteMeta) -> dict[str, Any]:
 
 @router.post("/notes", response_model=IndexNotesResponse, responses=NOTE_ERRORS, dependencies=INDEX)
 async def index_notes(
-    body: IndexNotesRequest, request: Request, settings: SettingsDep
+    body: IndexNotesRequest, call: CallDep, notes: NotesDep, settings: SettingsDep
 ) -> dict[str, Any]:
     """Embed with the serving model and store: an idempotent upsert by note id. Answers only
     after the database commit."""
@@ -74,8 +68,8 @@ async def index_notes(
         )
         for n in body.notes
     ]
-    outcome, manifest = await _service(request).upsert(inputs)
-    audit_details(request, items=len(inputs), model=manifest.ref, note_ids=[n.key for n in inputs])
+    outcome, manifest = await notes.upsert(inputs)
+    call.audit(items=len(inputs), model=manifest.ref, note_ids=[n.key for n in inputs])
     return {
         "model": {"name": manifest.name, "version": manifest.version},
         "results": [
@@ -88,25 +82,24 @@ async def index_notes(
 @router.get(
     "/notes/{note_id:path}", response_model=NoteMetadata, responses=NOTE_ERRORS, dependencies=SEARCH
 )
-async def get_note(note_id: str, request: Request) -> dict[str, Any]:
+async def get_note(note_id: str, call: CallDep, notes: NotesDep) -> dict[str, Any]:
     """A note's metadata (never its text)."""
-    note = await run_in_threadpool(_service(request).store.get, note_id)
-    audit_details(request, items=1, note_ids=[note_id])
-    if note is None:
-        raise NotFound("no such note", param="id")
-    return _meta(note)
+    call.audit(items=1, note_ids=[note_id])
+    return _meta(await notes.get(note_id))
 
 
 @router.delete("/notes/{note_id:path}", responses=NOTE_ERRORS, dependencies=INDEX)
-async def delete_note(note_id: str, request: Request) -> dict[str, Any]:
+async def delete_note(note_id: str, call: CallDep, notes: NotesDep) -> dict[str, Any]:
     """Delete a note: its text, metadata and vectors are removed; searches stop finding it."""
-    audit_details(request, items=1, note_ids=[note_id])
-    await _service(request).delete(note_id)
+    call.audit(items=1, note_ids=[note_id])
+    await notes.delete(note_id)
     return {"id": note_id, "deleted": True}
 
 
 @router.post("/search", response_model=SearchResponse, responses=NOTE_ERRORS, dependencies=SEARCH)
-async def search(body: SearchRequest, request: Request, settings: SettingsDep) -> dict[str, Any]:
+async def search(
+    body: SearchRequest, call: CallDep, notes: NotesDep, settings: SettingsDep
+) -> dict[str, Any]:
     """Nearest notes to a free-text query or to an indexed note, optionally filtered."""
     if (body.query is None) == (body.note_id is None):
         raise BadRequest("give exactly one of query or note_id", param="query")
@@ -128,30 +121,19 @@ async def search(body: SearchRequest, request: Request, settings: SettingsDep) -
         time_to=f.time_to if f else None,
         metadata=f.metadata if f else None,
     )
-    hits, manifest = await _service(request).search(
+    hits, manifest = await notes.search(
         text=body.query, note_key=body.note_id, k=body.k, filters=filters
     )
-    audit_details(request, items=len(hits), model=manifest.ref, note_ids=[h.note.key for h in hits])
+    call.audit(items=len(hits), model=manifest.ref, note_ids=[h.note.key for h in hits])
     return {
         "model": {"name": manifest.name, "version": manifest.version},
         "results": [{**_meta(h.note), "score": h.score} for h in hits],
     }
 
 
-@router.get("/index/stats", responses=NOTE_ERRORS, dependencies=SEARCH)
-async def index_stats(request: Request) -> dict[str, Any]:
+@router.get(
+    "/index/stats", response_model=IndexStatsResponse, responses=NOTE_ERRORS, dependencies=SEARCH
+)
+async def index_stats(notes: NotesDep) -> IndexStatsResponse:
     """The serving model's index: rows, stored notes it covers, kind, watermark, memory."""
-    service = _service(request)
-    runtime, index = service.serving()
-    assert runtime.version_id is not None
-    live, covered = await run_in_threadpool(service.store.counts, runtime.version_id)
-    stats = index.stats()
-    return {
-        "model": runtime.manifest.ref,
-        "live_notes": live,
-        "notes_with_vectors": covered,
-        "index_rows": stats.live_rows,
-        "kind": stats.kind,
-        "sequence_watermark": index.sequence_watermark,
-        "memory_bytes": stats.faiss_bytes + stats.id_map_bytes,
-    }
+    return IndexStatsResponse.model_validate(await notes.index_stats(), from_attributes=True)

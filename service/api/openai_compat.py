@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import base64
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
-from service.api.deps import EngineDep, SettingsDep
-from service.api.embed import model_header
+from service.api.access import CallDep
+from service.api.deps import EmbedderDep, SettingsDep
+from service.api.embed import audit_embedding, model_header
 from service.api.errors import error_responses
 from service.api.responses import FastJSONResponse
 from service.api.schemas import OpenAIEmbeddingRequest, OpenAIEmbeddingResponse, validate_texts
-from service.api.security import audit_details
 from service.errors import BadRequest, NotFound
 
 router = APIRouter(tags=["embeddings"])
@@ -24,9 +24,9 @@ router = APIRouter(tags=["embeddings"])
     responses=error_responses(400, 404, 409, 413, 422, 503),
 )
 async def create_embeddings(
-    request: OpenAIEmbeddingRequest, http: Request, engine: EngineDep, settings: SettingsDep
+    request: OpenAIEmbeddingRequest, call: CallDep, embedder: EmbedderDep, settings: SettingsDep
 ) -> Response:
-    manifest = engine.manifest
+    manifest = embedder.manifest
     if request.model not in (manifest.name, manifest.ref):
         raise NotFound(f"model not served here; this service serves {manifest.ref}", param="model")
     if request.dimensions is not None and request.dimensions != manifest.embedding_dim:
@@ -35,9 +35,8 @@ async def create_embeddings(
         )
     texts = [request.input] if isinstance(request.input, str) else request.input
     validate_texts(texts, settings, "input")
-    result = await engine.embed(texts)
-    tokens = sum(n.tokens for n in result.notes)
-    audit_details(http, items=len(texts), model=result.manifest.ref, tokens=tokens)
+    embedded = await embedder.embed(texts)
+    audit_embedding(call, embedded)
     data = [
         {
             "object": "embedding",
@@ -48,12 +47,12 @@ async def create_embeddings(
                 else vector
             ),
         }
-        for i, vector in enumerate(result.vectors)
+        for i, vector in enumerate(embedded.vectors)
     ]
     body = {
         "object": "list",
         "data": data,
-        "model": result.manifest.ref,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        "model": embedded.manifest.ref,
+        "usage": {"prompt_tokens": embedded.tokens, "total_tokens": embedded.tokens},
     }
-    return FastJSONResponse(body, headers=model_header(result.manifest.ref))
+    return FastJSONResponse(body, headers=model_header(embedded.manifest.ref))

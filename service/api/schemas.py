@@ -282,3 +282,13 @@ class SearchHitOut(NoteMetadata):
 class SearchResponse(BaseModel):
     model: ModelRef
     results: list[SearchHitOut]
+
+
+class IndexStatsResponse(BaseModel):
+    model: str = Field(description="NAME@VERSION whose index this is")
+    live_notes: int
+    notes_with_vectors: int = Field(description="live notes with a current vector of the model")
+    index_rows: int
+    kind: str
+    sequence_watermark: int
+    memory_bytes: int

@@ -4,12 +4,8 @@ Requests from many concurrent clients coalesce: each round takes queued jobs in 
 up to the token budget, sorts their windows by length (little padding), cuts batches by the
 token budget, runs the encoder, and mean-pools window vectors back into note vectors.
 
-Admission (as in text-embeddings-inference: a static size limit, and refusals only for load):
-a request over `max_request_tokens` gets 413 saying how to split it, whatever the load. Any
-other request is refused only for the work *ahead* of it: 503 when the queue is full or when
-that work would not clear within half the request's deadline, with a Retry-After estimated
-from the measured throughput, so a retry works once the queue drains. The deadline bounds the
-wait for the encoder; once a request's inference starts it runs to the end, however large.
+Admission (what is refused, and when) is service.inference.admission's; the deadline bounds
+the wait for the encoder: once a request's inference starts it runs to the end, however large.
 """
 
 from __future__ import annotations
@@ -17,30 +13,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-import numpy as np
-import numpy.typing as npt
-
-from service.errors import (
-    DeadlineExceeded,
-    InferenceFailed,
-    NotReady,
-    Overloaded,
-    PayloadTooLarge,
-)
-from service.inference.onnx_encoder import WindowEncoder
+from service.errors import DeadlineExceeded, InferenceFailed, NotReady
+from service.inference.admission import Admission
+from service.inference.config import BatcherConfig
 from service.inference.tokenize import TokenizedNote
+from service.inference.window_encoder import WindowEncoder
+from service.inference.windows import Vectors, encode_windows, pool_notes
 from service.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
-
-Vectors = npt.NDArray[np.float32]
 
 
 @dataclass(eq=False)
@@ -58,19 +45,10 @@ class _Job:
 
 
 class Batcher:
-    def __init__(
-        self,
-        *,
-        max_batch_tokens: int,
-        max_queue_tokens: int,
-        retry_after_s: int,
-        max_request_tokens: int | None = None,
-        metrics: ServiceMetrics | None = None,
-    ) -> None:
-        self.max_batch_tokens = max_batch_tokens
-        self.max_queue_tokens = max_queue_tokens
-        self.max_request_tokens = min(max_request_tokens or max_queue_tokens, max_queue_tokens)
-        self.retry_after_s = retry_after_s
+    def __init__(self, config: BatcherConfig, metrics: ServiceMetrics | None = None) -> None:
+        self.max_batch_tokens = config.max_batch_tokens
+        self.retry_after_s = config.retry_after_s
+        self.admission = Admission(config, metrics)
         self._metrics = metrics
         self._queue: deque[_Job] = deque()
         self._queued_tokens = 0
@@ -104,6 +82,11 @@ class Batcher:
     def queued_tokens(self) -> int:
         return self._queued_tokens
 
+    def admit(self) -> AbstractContextManager[None]:
+        """Hold a request's place from before tokenising until it is answered (503 at once
+        when the service is at capacity): see service.inference.admission."""
+        return self.admission.request(self._queued_tokens)
+
     # -- the async front -----------------------------------------------------------------
     async def embed(
         self,
@@ -128,7 +111,7 @@ class Batcher:
         try:
             done, _ = await asyncio.wait({job.future}, timeout=deadline_s)
             if not done and self._withdraw(job):
-                self._count_rejected("deadline")
+                self.admission.count_rejected("deadline")
                 raise DeadlineExceeded(
                     f"request waited past its deadline of {deadline_s:g} s for the encoder",
                     retry_after_s=self.retry_after_s,
@@ -137,48 +120,26 @@ class Batcher:
             return await job.future
         except asyncio.CancelledError:
             self._withdraw(job)
-            self._count_rejected("cancelled")
+            self.admission.count_rejected("cancelled")
             raise
 
     def _submit(self, job: _Job) -> None:
-        if job.tokens > self.max_request_tokens:
-            self._count_rejected("too_large")
-            raise PayloadTooLarge(_split_advice(job, self.max_request_tokens), param="notes")
+        self.admission.check_size(job.tokens, len(job.notes))
         with self._cond:
             if self._stopping:
                 raise NotReady("service is shutting down", retry_after_s=self.retry_after_s)
-            if self._queued_tokens + job.tokens > self.max_queue_tokens:
-                self._count_rejected("queue_full")
-                raise Overloaded(
-                    "inference queue is full; retry shortly",
-                    retry_after_s=self._retry_after(
-                        self._queued_tokens + job.tokens - self.max_queue_tokens
-                    ),
-                )
-            rate = self._tokens_per_s
-            # Only the work ahead counts: this request's own size is bounded by
-            # max_request_tokens, and once it starts it runs to the end. Half the deadline,
-            # as the rate is an estimate.
-            ahead = self._queued_tokens + self._running_tokens
-            budget_s = 0.5 * (job.deadline - job.enqueued)
-            if rate and ahead / rate > budget_s:
-                self._count_rejected("would_miss_deadline")
-                raise Overloaded(
-                    "the queue ahead would not clear before this request's deadline; retry shortly",
-                    retry_after_s=self._retry_after(ahead - budget_s * rate),
-                )
+            self.admission.check_queue(
+                tokens=job.tokens,
+                queued=self._queued_tokens,
+                running=self._running_tokens,
+                rate=self._tokens_per_s,
+                # Half the deadline, as the rate is an estimate.
+                budget_s=0.5 * (job.deadline - job.enqueued),
+            )
             self._queue.append(job)
             self._queued_tokens += job.tokens
             self._update_queue_gauges()
             self._cond.notify()
-
-    def _retry_after(self, excess_tokens: float) -> int:
-        """Seconds until `excess_tokens` of the work ahead have cleared, at the measured rate
-        (at least the configured Retry-After, at most a minute)."""
-        rate = self._tokens_per_s
-        if not rate or excess_tokens <= 0:
-            return self.retry_after_s
-        return int(min(60, max(self.retry_after_s, math.ceil(excess_tokens / rate))))
 
     def _withdraw(self, job: _Job) -> bool:
         """Take a job the caller gave up on out of the queue; False if the inference thread
@@ -301,90 +262,10 @@ class Batcher:
         if self._metrics is not None:
             self._metrics.stage_seconds.labels(stage).observe(seconds)
 
-    def _count_rejected(self, reason: str) -> None:
-        if self._metrics is not None:
-            self._metrics.rejected.labels(reason).inc()
-
     def _update_queue_gauges(self) -> None:
         if self._metrics is not None:
             self._metrics.queue_tokens.set(self._queued_tokens)
             self._metrics.queue_requests.set(len(self._queue))
-
-
-def _split_advice(job: _Job, max_tokens: int) -> str:
-    """A 413 message that says how to split: the note count that fits, from this request's
-    own average note size (never a word of the notes themselves)."""
-    notes = len(job.notes)
-    per_note = job.tokens / max(notes, 1)
-    fits = max(1, int(max_tokens // max(per_note, 1)))
-    parts = max(2, math.ceil(notes / fits))
-    if notes <= 1:
-        return (
-            f"this note holds {job.tokens} tokens (as model windows); a request may hold at "
-            f"most {max_tokens}: send a shorter note, or long_note 'truncate'"
-        )
-    return (
-        f"this request holds {job.tokens} tokens over {notes} notes (about {per_note:.0f} per "
-        f"note, as model windows); a request may hold at most {max_tokens}: split it into "
-        f"{parts} or more requests of at most {fits} note{'s' if fits > 1 else ''} like these"
-    )
-
-
-def encode_windows(
-    encoder: WindowEncoder,
-    groups: list[list[TokenizedNote]],
-    *,
-    pad_token_id: int,
-    max_batch_tokens: int,
-    on_batch: Callable[[int, int, float], None] | None = None,
-) -> list[Vectors]:
-    """Run every window of every group of notes, in batches of at most `max_batch_tokens`
-    padded tokens, longest first; returns window vectors per group, in window order."""
-    rows: list[tuple[int, int, npt.NDArray[np.int64]]] = [
-        (g, w, ids)
-        for g, notes in enumerate(groups)
-        for w, ids in enumerate(win for note in notes for win in note.windows)
-    ]
-    rows.sort(key=lambda row: len(row[2]), reverse=True)
-    outputs: list[Vectors | None] = [None] * len(groups)
-    start = 0
-    while start < len(rows):
-        longest = len(rows[start][2])
-        count = max(1, min(len(rows) - start, max_batch_tokens // longest))
-        batch = rows[start : start + count]
-        ids = np.full((count, longest), pad_token_id, dtype=np.int64)
-        mask = np.zeros((count, longest), dtype=np.int64)
-        for i, (_, _, window) in enumerate(batch):
-            ids[i, : len(window)] = window
-            mask[i, : len(window)] = 1
-        started = time.perf_counter()
-        vectors = encoder.encode(ids, mask)
-        if on_batch is not None:
-            on_batch(count, longest, time.perf_counter() - started)
-        for i, (g, w, _) in enumerate(batch):
-            out = outputs[g]
-            if out is None:
-                total = sum(len(n.windows) for n in groups[g])
-                out = outputs[g] = np.empty((total, vectors.shape[1]), dtype=np.float32)
-            out[w] = vectors[i]
-        start += count
-    return [out for out in outputs if out is not None]
-
-
-def pool_notes(notes: list[TokenizedNote], window_vectors: Vectors) -> Vectors:
-    """Token-weighted mean of each note's window vectors, re-normalised to unit length."""
-    out = np.empty((len(notes), window_vectors.shape[1]), dtype=np.float32)
-    row = 0
-    for i, note in enumerate(notes):
-        count = len(note.windows)
-        if count == 1:
-            out[i] = window_vectors[row]
-        else:
-            weights = np.asarray(note.weights, dtype=np.float32)[:, None]
-            summed = (window_vectors[row : row + count] * weights).sum(axis=0)
-            out[i] = summed / max(float(np.linalg.norm(summed)), 1e-12)
-        row += count
-    return out
 
 
 def _resolve(future: asyncio.Future[Vectors], value: Vectors) -> None:

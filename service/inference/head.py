@@ -13,7 +13,6 @@ import numpy as np
 import numpy.typing as npt
 
 from service.bundle import Bundle, BundleError
-from service.errors import NoCategoryHead
 
 HEAD_FILE = "head.npz"
 
@@ -55,14 +54,3 @@ def load_head(bundle: Bundle) -> CategoryHead | None:
             f"dim {dim} and {len(labels)} labels"
         )
     return CategoryHead(tuple(labels), weight, bias)
-
-
-def require_head(head: CategoryHead | None, model_ref: str) -> CategoryHead:
-    """The head, or a 409 naming the model version that lacks one."""
-    if head is None:
-        raise NoCategoryHead(
-            f"model {model_ref} has no note-category head; promote a bundle built with "
-            "`notespace head train`",
-            param="model",
-        )
-    return head

@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
 from service.bundle import Bundle
-from service.settings import Device
+from service.inference.config import Device
 
 log = logging.getLogger(__name__)
-
-
-class WindowEncoder(Protocol):
-    """The seam the batcher runs: token ids + mask [B, T] → vectors [B, D]."""
-
-    def encode(
-        self, input_ids: npt.NDArray[np.int64], attention_mask: npt.NDArray[np.int64]
-    ) -> npt.NDArray[np.float32]: ...
 
 
 class DeviceUnavailable(RuntimeError):

@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 
 from service.bundle import Bundle
+from service.inference.config import CpuPrecision
 from service.inference.runtime_choice import ConcretePrecision, bundle_kind
-from service.settings import CpuPrecision
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from service.bundle import Manifest
-from service.settings import Settings
+from service.inference.config import RuntimeConfig
 
 log = logging.getLogger(__name__)
 
@@ -79,32 +79,32 @@ def _cuda_available() -> bool:
 
 
 def choose_runtime(
-    settings: Settings,
+    config: RuntimeConfig,
     bundle_precision: str,
     *,
     capabilities: Callable[[], frozenset[str] | None] = openvino_cpu_capabilities,
     cuda_available: Callable[[], bool] = _cuda_available,
     int8_dot_product: Callable[[], bool] = cpu_has_int8_dot_product,
 ) -> RuntimeChoice:
-    """Resolve `runtime` / `cpu_precision` (either may be `auto`) for one bundle, whose
+    """Resolve the config's `runtime` / `cpu_precision` (either may be `auto`) for one bundle, whose
     `bundle_precision` is its bundle_kind (a manifest's precision alone reads as dynamic int8).
 
     Explicit settings are honoured (the encoders refuse what cannot run); `auto` never picks
     something that fails to load.
     """
-    precision = settings.cpu_precision
-    if settings.runtime == "onnxruntime":
+    precision = config.cpu_precision
+    if config.runtime == "onnxruntime":
         return RuntimeChoice("onnxruntime", "fp32", "runtime onnxruntime set")
-    if settings.runtime == "openvino" and bundle_precision == "int8-static":
+    if config.runtime == "openvino" and bundle_precision == "int8-static":
         return RuntimeChoice("openvino", "int8", "runtime openvino set, static int8 bundle")
-    if settings.runtime == "openvino":
+    if config.runtime == "openvino":
         has_bf16 = "BF16" in (capabilities() or frozenset())
         chosen: ConcretePrecision = (
             precision if precision != "auto" else ("bf16" if has_bf16 else "fp32")
         )
         return RuntimeChoice("openvino", chosen, "runtime openvino set")
     # runtime auto
-    if settings.device == "cuda" or (settings.device == "auto" and cuda_available()):
+    if config.device == "cuda" or (config.device == "auto" and cuda_available()):
         return RuntimeChoice("onnxruntime", "fp32", "CUDA serves through ONNX Runtime")
     if bundle_precision == "int8-static":
         return _static_int8_choice(capabilities(), int8_dot_product())

@@ -11,7 +11,7 @@ import numpy.typing as npt
 from tokenizers import Tokenizer
 
 from service.errors import NoteTooLong
-from service.settings import LongNotePolicy
+from service.inference.config import LongNotePolicy
 
 Handling = Literal["whole", "chunked", "truncated"]
 _PROBE = "notespace"

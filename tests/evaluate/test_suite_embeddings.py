@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from service.bundle import load_bundle
-from service.inference.engine import ModelRuntime
-from service.settings import Settings
+from service.inference.config import RuntimeConfig
+from service.inference.runtime import ModelRuntime
 from training.evaluate.models import ModelSource
 from training.evaluate.suite.embeddings import ModelEmbedder
 
@@ -23,10 +23,8 @@ def test_vectors_come_from_the_runtime_and_are_cached(tiny_bundle: Path, tmp_pat
     )
     x = first.embed(TEXTS)
     assert first.embedded == 2 and first.runtime_label == "onnxruntime-fp32"  # duplicates once
-    settings = Settings(
-        bundle_path=tiny_bundle, runtime="onnxruntime", intra_op_threads=1, warmup=False
-    )
-    runtime = ModelRuntime.load(load_bundle(tiny_bundle), settings)
+    config = RuntimeConfig(runtime="onnxruntime", intra_op_threads=1)
+    runtime = ModelRuntime.load(load_bundle(tiny_bundle), config)
     expected = runtime.embed_sync(TEXTS, "chunk", 8192)
     np.testing.assert_allclose(x, expected, atol=1e-5)  # fp32 kernel noise only
     again = ModelEmbedder(

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.audit import AuditLog
+from service.registry.audit import AuditLog
 from service.registry.database import make_engine, upgrade
 from tests.conftest import LiveServer, make_settings
 from tests.crash_harness import CrashState, verify

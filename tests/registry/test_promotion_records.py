@@ -220,7 +220,7 @@ def test_cli_requires_results_when_the_setting_says_so(
 
 
 def test_margins_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from service.serving import promotion_policy
+    from service.orchestration.promotion import promotion_policy
     from service.settings import Settings
 
     monkeypatch.setenv("NOTESPACE_PROMOTION_MARGIN", "0.01")

@@ -20,9 +20,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.audit import AuditLog, spreadsheet_safe
+from service.cli.audit import spreadsheet_safe
+from service.registry.audit import AuditLog
 from service.registry.database import make_engine
-from service.security import KeyScope, KeyStore
+from service.registry.keys import KeyScope, KeyStore
 from tests.conftest import LiveServer, make_settings, migrated_sqlite_url
 from tests.subprocess_server import ServiceProcess
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from service.registry.database import make_engine
-from service.security import KeyScope, KeyStore
+from service.registry.keys import KeyScope, KeyStore
 from tests.conftest import LiveServer, make_settings
 
 # (method, path template, concrete path, body, scope; None = any valid key)

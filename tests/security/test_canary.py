@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.audit import AuditLog
+from service.registry.audit import AuditLog
 from service.registry.database import make_engine
-from service.security import KeyScope, KeyStore
+from service.registry.keys import KeyScope, KeyStore
 from tests.conftest import migrated_sqlite_url
 from tests.subprocess_server import ServiceProcess
 

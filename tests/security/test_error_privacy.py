@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from service.api.last_resort import REQUEST_ID_HEADER, LastResortMiddleware
+from service.api.middleware import REQUEST_ID_HEADER, LastResortMiddleware
 from service.registry.database import upgrade
 from tests.conftest import free_port, scratch_postgres_database
 from tests.subprocess_server import ServiceProcess

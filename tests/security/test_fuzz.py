@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from service.registry.database import make_engine
-from service.security import KeyScope, KeyStore
+from service.registry.keys import KeyScope, KeyStore
 from tests.conftest import LiveServer, make_settings
 
 pytestmark = pytest.mark.slow

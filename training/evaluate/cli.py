@@ -5,15 +5,70 @@ from __future__ import annotations
 import getpass
 import logging
 import time
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+if TYPE_CHECKING:
+    from training.data.notes import ColumnMap
+
+
+class NoteFormat(StrEnum):
+    """How --data is read: a table (its columns named by the --*-column options), or a known
+    data set's own layout."""
+
+    CSV = "csv"
+    JSONL = "jsonl"
+    PARQUET = "parquet"
+    MTSAMPLES = "mtsamples"
+    MIMIC = "mimic"
+
+
+class Task(StrEnum):
+    LABEL = "label"
+    CATEGORY = "category"
+
+
+class Split(StrEnum):
+    TEST = "test"
+    VAL = "val"
+
+
+class LongNote(StrEnum):
+    CHUNK = "chunk"
+    TRUNCATE = "truncate"
+
+
 DataOption = Annotated[Path, typer.Option("--data", help="labelled notes (CSV/JSONL/Parquet)")]
 FormatOption = Annotated[
-    str, typer.Option("--format", help="mtsamples | csv | jsonl | parquet | mimic")
+    NoteFormat,
+    typer.Option("--format", help="csv, jsonl, parquet (columns below), mtsamples or mimic"),
 ]
+TextColumn = Annotated[str, typer.Option(help="tables: the column holding the note text")]
+IdColumn = Annotated[
+    str, typer.Option(help="tables: the note id column ('' for none: ids are row numbers)")
+]
+CategoryColumn = Annotated[str, typer.Option(help="tables: the note category column")]
+LabelColumn = Annotated[str, typer.Option(help="tables: the label column (task label only)")]
+GroupColumn = Annotated[
+    str | None,
+    typer.Option(help="tables: a patient / encounter column the splits keep together"),
+]
+
+
+def _columns(
+    text: str, note_id: str, category: str | None, label: str | None, group: str | None
+) -> ColumnMap:
+    """The table columns to read: only those the task needs are required."""
+    from training.data.notes import ColumnMap
+
+    return ColumnMap(
+        text=text, note_id=note_id or None, category=category, label=label, group=group
+    )
+
+
 TestIdsOption = Annotated[
     Path | None,
     typer.Option(
@@ -26,9 +81,9 @@ TestIdsOption = Annotated[
 
 def _registry_factory(database_url: str | None) -> Any:
     def factory() -> Any:
-        from service.cli import registry
+        from service.cli.common import open_registry
 
-        return registry(database_url)
+        return open_registry(database_url)
 
     return factory
 
@@ -61,8 +116,8 @@ def evaluate(
         typer.Option(help="suite mode: folder the tasks' relative paths start from"),
     ] = None,
     split: Annotated[
-        str, typer.Option(help="suite mode: test, or val to choose settings on validation data")
-    ] = "test",
+        Split, typer.Option(help="suite mode: test, or val to choose settings on validation data")
+    ] = Split.TEST,
     baseline: Annotated[
         str | None,
         typer.Option(help="suite mode: model label the others are paired with [default: first]"),
@@ -74,8 +129,13 @@ def evaluate(
         Path | None,
         typer.Option("--data", help="single-task mode: labelled notes (CSV/JSONL/Parquet)"),
     ] = None,
-    fmt: FormatOption = "mtsamples",
-    task: Annotated[str, typer.Option(help="'label' or 'category'")] = "label",
+    fmt: FormatOption = NoteFormat.MTSAMPLES,
+    text_column: TextColumn = "text",
+    id_column: IdColumn = "note_id",
+    category_column: CategoryColumn = "category",
+    label_column: LabelColumn = "label",
+    group_column: GroupColumn = None,
+    task: Annotated[Task, typer.Option(help="classify notes by label or by category")] = Task.LABEL,
     n: Annotated[
         list[str] | None,
         typer.Option("--n", help="examples per class, or 'all' [default: 16 64 128 all]"),
@@ -87,7 +147,9 @@ def evaluate(
         typer.Option(help="drop classes with fewer training examples [default: largest N]"),
     ] = None,
     max_test: Annotated[int | None, typer.Option(help="cap on held-out notes")] = None,
-    long_note: Annotated[str, typer.Option(help="chunk | truncate (frozen embeddings)")] = "chunk",
+    long_note: Annotated[
+        LongNote, typer.Option(help="long notes, frozen embeddings: chunk or truncate")
+    ] = LongNote.CHUNK,
     finetune_n: Annotated[
         list[str] | None, typer.Option("--finetune-n", help="N values to fine-tune at")
     ] = None,
@@ -156,6 +218,13 @@ def evaluate(
                 data,
                 out,
                 fmt=fmt,
+                columns=_columns(
+                    text_column,
+                    id_column,
+                    category_column,
+                    label_column if task is Task.LABEL else None,
+                    group_column,
+                ),
                 task=task,
                 n=n or ["16", "64", "128", "all"],
                 seeds=seeds or 5,
@@ -189,7 +258,7 @@ def _evaluate_suite(
     out: Path,
     *,
     data_root: Path | None,
-    split: str,
+    split: Split,
     baseline: str | None,
     cache_dir: Path | None,
     export_max_tokens: int | None,
@@ -197,11 +266,8 @@ def _evaluate_suite(
     plots: bool,
     database_url: str | None,
 ) -> None:
-    from training.evaluate.data import EvaluationError
     from training.evaluate.suite.runner import RunConfig, run_suite
 
-    if split not in ("test", "val"):
-        raise EvaluationError(f"--split must be test or val, not {split!r}")
     config = RunConfig(
         data_root=data_root,
         threads=threads,
@@ -212,7 +278,7 @@ def _evaluate_suite(
         plots=plots,
         progress=typer.echo,
     )
-    run_suite(models, suite, config, out, split=split)  # type: ignore[arg-type]
+    run_suite(models, suite, config, out, split=split.value)
 
 
 def _evaluate_single(
@@ -220,14 +286,15 @@ def _evaluate_single(
     data: Path,
     out: Path,
     *,
-    fmt: str,
-    task: str,
+    fmt: NoteFormat,
+    columns: ColumnMap,
+    task: Task,
     n: list[str],
     seeds: int,
     test_ids: Path | None,
     min_per_class: int | None,
     max_test: int | None,
-    long_note: str,
+    long_note: LongNote,
     finetune_n: list[str],
     finetune_seeds: int,
     finetune_schedule: tuple[int | None, int, int, int],
@@ -237,21 +304,17 @@ def _evaluate_single(
     plots: bool,
     database_url: str | None,
 ) -> None:
-    from training.evaluate.data import EvaluationError, build_eval_set, load_notes, parse_n
+    from training.evaluate.data import build_eval_set, load_notes, parse_n
     from training.evaluate.models import resolve_model
     from training.evaluate.report import EvalConfig, registry_summary, run_report
 
-    if task not in ("label", "category"):
-        raise EvaluationError(f"--task must be 'label' or 'category', not {task!r}")
-    if long_note not in ("chunk", "truncate"):
-        raise EvaluationError(f"--long-note must be chunk or truncate, not {long_note!r}")
     ns = [parse_n(v) for v in n]
     ft_ns = [parse_n(v) for v in finetune_n]
     finite = [x for x in ns + ft_ns if x != "all"]
     floor = min_per_class if min_per_class is not None else max(finite, default=2)
     eval_set = build_eval_set(
-        load_notes(data, fmt),  # type: ignore[arg-type]
-        task=task,  # type: ignore[arg-type]
+        load_notes(data, fmt.value, columns),
+        task=task.value,
         test_ids=_read_ids(test_ids),
         min_per_class=floor,
         max_test=max_test,
@@ -268,7 +331,7 @@ def _evaluate_single(
     config = EvalConfig(
         ns=ns,
         seeds=seeds,
-        policy=long_note,  # type: ignore[arg-type]
+        policy=long_note.value,
         threads=threads,
         finetune_ns=ft_ns,
         finetune_seeds=finetune_seeds,
@@ -284,7 +347,7 @@ def _evaluate_single(
         eval_set,
         config,
         out,
-        data_description=f"{data.name} ({fmt}), task {task}",
+        data_description=f"{data.name} ({fmt.value}), task {task.value}",
         progress=typer.echo,
     )
     for source in sources:
@@ -303,7 +366,11 @@ def head_train(
     bundle: Annotated[Path, typer.Option(help="bundle to add the head to")],
     data: DataOption,
     out: Annotated[Path, typer.Option(help="directory of the new bundle")],
-    fmt: FormatOption = "mtsamples",
+    fmt: FormatOption = NoteFormat.MTSAMPLES,
+    text_column: TextColumn = "text",
+    id_column: IdColumn = "note_id",
+    category_column: CategoryColumn = "category",
+    group_column: GroupColumn = None,
     version: Annotated[str | None, typer.Option(help="new version [default: VERSION+head]")] = None,
     test_ids: TestIdsOption = None,
     min_per_class: Annotated[int, typer.Option(help="drop rarer categories")] = 10,
@@ -314,14 +381,16 @@ def head_train(
 ) -> None:
     """Train a note-category head on frozen embeddings; write it into a new bundle version."""
     from service.bundle import load_bundle
-    from training.evaluate.data import EvaluationError, build_eval_set, load_notes
+    from training.errors import TrainingError
+    from training.evaluate.data import build_eval_set, load_notes
     from training.evaluate.head import build_head_bundle
     from training.evaluate.models import embed_texts, load_runtime
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    columns = _columns(text_column, id_column, category_column, None, group_column)
     try:
         eval_set = build_eval_set(
-            load_notes(data, fmt),  # type: ignore[arg-type]
+            load_notes(data, fmt.value, columns),
             task="category",
             test_ids=_read_ids(test_ids),
             min_per_class=min_per_class,
@@ -339,11 +408,11 @@ def head_train(
             x_val,
             version=version,
             overwrite=overwrite,
-            data_description=f"{data.name} ({fmt}) note categories",
+            data_description=f"{data.name} ({fmt.value}) note categories",
             test=eval_set.test,
             x_test=x_test,
         )
-    except EvaluationError as exc:
+    except TrainingError as exc:  # EvaluationError, CorpusError: one line, no traceback
         typer.secho(f"head train failed: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
     m = result.manifest

@@ -71,11 +71,11 @@ def _labelled(note: Note, task: Task) -> LabelledNote | None:
     return LabelledNote(note.note_id, note.text, y, note.category, note.label)
 
 
-def load_notes(path: Path, fmt: CorpusFormat) -> list[Note]:
-    """Read and de-duplicate a labelled corpus with the training-side readers (tables need
-    `text`, `note_id`, `category` and `label` columns; an optional `group` column)."""
-    columns = ColumnMap()
-    if fmt in ("csv", "jsonl", "parquet"):
+def load_notes(path: Path, fmt: CorpusFormat, columns: ColumnMap | None = None) -> list[Note]:
+    """Read and de-duplicate a labelled corpus with the training-side readers. A table's
+    columns are named by `columns` (default: `text`, `note_id`, `category` and `label`); a
+    missing one is a CorpusError naming it and the columns the file has."""
+    if columns is None:
         columns = ColumnMap(category="category", label="label")
     notes, _ = read_notes(CorpusConfig(format=fmt, path=path, columns=columns))
     notes, _ = deduplicate(notes)

@@ -13,8 +13,8 @@ import numpy as np
 import numpy.typing as npt
 
 from service.bundle import MANIFEST, Bundle, BundleError, load_bundle
-from service.inference.engine import ModelRuntime
-from service.settings import LongNotePolicy, Settings
+from service.inference.config import LongNotePolicy, RuntimeConfig
+from service.inference.runtime import ModelRuntime
 from training.evaluate.data import EvaluationError
 
 log = logging.getLogger(__name__)
@@ -107,8 +107,7 @@ def load_runtime(bundle_dir: Path, threads: int) -> ModelRuntime:
         bundle: Bundle = load_bundle(bundle_dir)
     except BundleError as exc:
         raise EvaluationError(str(exc)) from exc
-    settings = Settings(bundle_path=bundle_dir, intra_op_threads=threads, warmup=False)
-    return ModelRuntime.load(bundle, settings)
+    return ModelRuntime.load(bundle, RuntimeConfig(intra_op_threads=threads))
 
 
 def embed_texts(

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from service.settings import LongNotePolicy
+from service.inference.config import LongNotePolicy
 from training.evaluate.classifiers import (
     Fitted,
     StepSchedule,

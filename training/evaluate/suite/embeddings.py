@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from service.bundle import BundleError, Manifest, load_bundle
-from service.inference.engine import ModelRuntime
+from service.inference.config import CpuPrecision, LongNotePolicy, Runtime, RuntimeConfig
+from service.inference.runtime import ModelRuntime
 from service.inference.runtime_choice import bundle_kind, choose_runtime
-from service.settings import CpuPrecision, LongNotePolicy, Runtime, Settings
 from training.evaluate.data import EvaluationError
 from training.evaluate.models import ModelSource, Vectors, embed_texts
 
@@ -56,7 +56,7 @@ class ModelEmbedder:
     providers: tuple[str, ...] = field(init=False, default=())
     embedded: int = field(init=False, default=0)  # texts embedded here, not read from the cache
     seconds: float = field(init=False, default=0.0)
-    _settings: Settings | None = field(init=False, default=None)
+    _config: RuntimeConfig | None = field(init=False, default=None)
     _runtime: ModelRuntime | None = field(init=False, default=None)
     _vectors: dict[str, Vectors] = field(init=False, default_factory=dict)
     _cache_file: Path | None = field(init=False, default=None)
@@ -66,14 +66,12 @@ class ModelEmbedder:
             bundle = load_bundle(self.source.bundle_dir)
         except BundleError as exc:
             raise EvaluationError(str(exc)) from exc
-        self._settings = Settings(
-            bundle_path=self.source.bundle_dir,
+        self._config = RuntimeConfig(
             intra_op_threads=self.threads,
-            warmup=False,
             runtime=self.runtime_setting,
             cpu_precision=self.cpu_precision,
         )
-        choice = choose_runtime(self._settings, bundle_kind(bundle.manifest))
+        choice = choose_runtime(self._config, bundle_kind(bundle.manifest))
         # The label says what computed the vectors (cache key and report), e.g. openvino-bf16.
         self.runtime_label = f"{choice.runtime}-{choice.precision}"
         key = f"{bundle_key(bundle.manifest)}-{self.runtime_label}-{self.policy}"
@@ -86,9 +84,9 @@ class ModelEmbedder:
 
     def _load_runtime(self) -> ModelRuntime:
         if self._runtime is None:
-            assert self._settings is not None
+            assert self._config is not None
             bundle = load_bundle(self.source.bundle_dir)
-            self._runtime = ModelRuntime.load(bundle, self._settings)
+            self._runtime = ModelRuntime.load(bundle, self._config)
             self.providers = self._runtime.providers
         return self._runtime
 

@@ -1,5 +1,6 @@
-"""The audit trail: who (key, acting user), what (action, status), how much (items), with which
-model, and for searches the note ids returned. Never note text, query text or vectors.
+"""The audit trail in the database: who (key, acting user), what (action, status), how much
+(items), with which model, and for searches the note ids returned. Never note text, query text
+or vectors.
 
 Entries are written by one background thread in small batches, so an audited request does not
 wait for its own fsync; shutdown flushes what is queued. While the database is unavailable (an
@@ -8,15 +9,12 @@ outage, a full disk) entries are kept, up to `max_queued`, and written once it i
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import logging
 import queue
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TextIO
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -28,32 +26,7 @@ from service.registry.tables import AuditEntry, utcnow
 
 log = logging.getLogger(__name__)
 
-ACTING_USER_HEADER = "x-acting-user"
-MAX_ACTING_USER_CHARS = 256
 _MAX_NOTE_IDS = 1000
-
-
-def valid_acting_user(values: Sequence[str]) -> str | None:
-    """The person a request acts for: at most one `X-Acting-User`, of 1-256 printable
-    characters. Raises ValueError otherwise."""
-    if not values:
-        return None
-    if len(values) > 1:
-        raise ValueError("at most one X-Acting-User header")
-    value = values[0]
-    if not 0 < len(value) <= MAX_ACTING_USER_CHARS or not value.isprintable():
-        raise ValueError(f"X-Acting-User must be 1-{MAX_ACTING_USER_CHARS} printable characters")
-    return value
-
-
-def recorded_acting_user(values: Sequence[str]) -> str | None:
-    """What the trail stores: a valid value as sent; a refused one only as a fingerprint, so
-    the refusal is traceable but what was sent is not stored verbatim."""
-    try:
-        return valid_acting_user(values)
-    except ValueError:
-        raw = "\n".join(values).encode("utf-8", "surrogatepass")
-        return f"(refused; sha256 {hashlib.sha256(raw).hexdigest()[:16]})"
 
 
 @dataclass
@@ -165,58 +138,3 @@ class AuditLog:
             query = query.where(AuditEntry.at < until)
         with self._read() as session:
             yield from session.scalars(query.execution_options(yield_per=1000))
-
-
-def export_rows(entries: Iterator[AuditEntry]) -> Iterator[dict[str, object]]:
-    for e in entries:
-        yield {
-            "id": e.id,
-            "at": e.at.isoformat(),
-            "key_id": e.key_id,
-            "key_name": e.key_name,
-            "acting_user": e.acting_user,
-            "action": e.action,
-            "status": e.status,
-            "item_count": e.item_count,
-            "model": e.model_ref,
-            "note_ids": e.note_ids,
-            "client": e.client,
-        }
-
-
-EXPORT_FIELDS: Sequence[str] = (
-    "id",
-    "at",
-    "key_id",
-    "key_name",
-    "acting_user",
-    "action",
-    "status",
-    "item_count",
-    "model",
-    "note_ids",
-    "client",
-)
-
-
-# A spreadsheet runs a cell that starts with one of these as a formula (OWASP CSV injection;
-# the full-width forms too, which some spreadsheets normalise).
-_FORMULA_STARTS = tuple("=+-@\t\r\n\uff1d\uff0b\uff0d\uff20")
-
-
-def spreadsheet_safe(value: object) -> object:
-    """A CSV cell a spreadsheet shows as text: a leading quote disarms a formula."""
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
-def write_csv(rows: Iterable[dict[str, object]], handle: TextIO) -> None:
-    """The export as CSV, every text cell spreadsheet-safe (acting users, key names and note
-    ids come from clients)."""
-    writer = csv.DictWriter(handle, fieldnames=list(EXPORT_FIELDS))
-    writer.writeheader()
-    for row in rows:
-        note_ids = row.get("note_ids")
-        flat = {**row, "note_ids": " ".join(note_ids) if isinstance(note_ids, list) else ""}
-        writer.writerow({name: spreadsheet_safe(value) for name, value in flat.items()})

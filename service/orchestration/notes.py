@@ -16,10 +16,23 @@ from starlette.concurrency import run_in_threadpool
 
 from service.bundle import Manifest
 from service.errors import NotFound, NotReady
-from service.index.replay import ManagedIndex
-from service.inference.engine import EmbeddingEngine, ModelRuntime
-from service.note_index import NoteIndexes
+from service.index.replay import ManagedIndex, SnapshotStatus
+from service.inference.engine import EmbeddingEngine
+from service.inference.runtime import ModelRuntime
+from service.orchestration.indexes import NoteIndexes
 from service.registry.notes import NoteFilters, NoteInput, NoteMeta, NoteStore, UpsertOutcome
+
+# The value types of this layer's interface (api/ never imports the registry itself).
+__all__ = [
+    "IndexState",
+    "IndexStats",
+    "NoteFilters",
+    "NoteInput",
+    "NoteMeta",
+    "NoteService",
+    "SearchHit",
+    "UpsertOutcome",
+]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +43,29 @@ class SearchHit:
     score: float
 
 
+@dataclass(frozen=True)
+class IndexStats:
+    """The serving model's index against the notes it should cover (GET /index/stats)."""
+
+    model: str
+    live_notes: int
+    notes_with_vectors: int
+    index_rows: int
+    kind: str
+    sequence_watermark: int
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """The serving model's index and whether its checkpoints are being written (GET /info)."""
+
+    rows: int
+    sequence_watermark: int
+    opened_from: str
+    snapshot: SnapshotStatus
+
+
 class NoteService:
     def __init__(self, store: NoteStore, indexes: NoteIndexes, engine: EmbeddingEngine) -> None:
         self.store = store
@@ -38,7 +74,8 @@ class NoteService:
         self._write_lock = threading.Lock()  # commit + catch-up, one writer at a time
 
     def serving(self) -> tuple[ModelRuntime, ManagedIndex]:
-        runtime = self._engine.runtime
+        """The model serving now and its index, taken together for one request."""
+        runtime = self._engine.serving()
         index = self.indexes.get(runtime.version_id) if runtime.version_id is not None else None
         if index is None:
             raise NotReady("the serving model's index is not open yet", retry_after_s=1)
@@ -64,6 +101,13 @@ class NoteService:
             outcome = self.store.upsert(notes, vectors, version_id)
             self._catch_up()
         return outcome
+
+    async def get(self, key: str) -> NoteMeta:
+        """A live note's metadata (never its text)."""
+        note = await run_in_threadpool(self.store.get, key)
+        if note is None:
+            raise NotFound("no such note", param="id")
+        return note
 
     async def delete(self, key: str) -> None:
         def commit() -> bool:
@@ -114,4 +158,32 @@ class NoteService:
         metas = await run_in_threadpool(self.store.metadata_for, [rid for rid, _ in hits])
         return [SearchHit(metas[rid], score) for rid, score in hits if rid in metas], (
             runtime.manifest
+        )
+
+    async def index_stats(self) -> IndexStats:
+        runtime, index = self.serving()
+        assert runtime.version_id is not None
+        live, covered = await run_in_threadpool(self.store.counts, runtime.version_id)
+        stats = index.stats()
+        return IndexStats(
+            model=runtime.manifest.ref,
+            live_notes=live,
+            notes_with_vectors=covered,
+            index_rows=stats.live_rows,
+            kind=stats.kind,
+            sequence_watermark=index.sequence_watermark,
+            memory_bytes=stats.faiss_bytes + stats.id_map_bytes,
+        )
+
+    def index_state(self) -> IndexState | None:
+        """The serving model's index, or None while it is not open."""
+        version_id = self._engine.serving().version_id
+        index = self.indexes.get(version_id) if version_id is not None else None
+        if index is None:
+            return None
+        return IndexState(
+            rows=len(index.index),
+            sequence_watermark=index.sequence_watermark,
+            opened_from=index.opened_from,
+            snapshot=index.snapshot_status(),
         )

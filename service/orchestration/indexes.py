@@ -5,22 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from service.index.faiss_index import IndexConfig
 from service.index.replay import ManagedIndex, ManagerConfig
 from service.registry.notes import NoteStore
-from service.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-def manager_config(settings: Settings) -> ManagerConfig:
-    return ManagerConfig(
-        snapshot_dir=settings.index_dir,
-        snapshot_every_writes=settings.index_snapshot_every_writes,
-        snapshot_every_s=settings.index_snapshot_every_s,
-        snapshot_retry_s=settings.index_snapshot_retry_s,
-        index=IndexConfig(kind=settings.index_kind, hnsw_min_rows=settings.index_hnsw_min_rows),
-    )
 
 
 def index_ref(model_ref: str, version_id: int) -> str:

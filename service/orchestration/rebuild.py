@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from service.index.replay import snapshot_path
 from service.index.snapshot import SnapshotInvalid, read_header
-from service.note_index import NoteIndexes, index_ref, manager_config
+from service.orchestration.configs import index_manager_config, runtime_config
+from service.orchestration.indexes import NoteIndexes, index_ref
+from service.orchestration.serving import load_runtime
 from service.registry.database import make_engine
 from service.registry.notes import NoteStore
 from service.registry.tables import ModelVersion
-from service.serving import load_runtime
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,8 @@ def rebuild_index(
     """Embed every live note lacking a current vector under `row`, then checkpoint its index."""
     engine = make_engine(settings.database_url)
     store = NoteStore(engine, store_text=settings.store_note_text)
-    runtime = load_runtime(row, settings)
+    # Offline: no query lane, no warm-up batches.
+    runtime = load_runtime(row, replace(runtime_config(settings), query_lane=False, warmup=False))
     live, covered = store.counts(row.id)
     todo, done, without_text = live - covered, 0, 0
     for batch in store.missing_vectors(row.id, batch_notes):
@@ -52,7 +54,7 @@ def rebuild_index(
         done += len(batch)
         if progress is not None:
             progress(done, todo)
-    indexes = NoteIndexes(store, manager_config(settings))
+    indexes = NoteIndexes(store, index_manager_config(settings))
     index = indexes.open(row.id, row.ref, runtime.manifest.embedding_dim)
     index.snapshot()
     live, covered = store.counts(row.id)
@@ -66,19 +68,35 @@ def rebuild_index(
     )
 
 
-def coverage_report(settings: Settings, rows: Sequence[ModelVersion]) -> list[tuple[str, ...]]:
+@dataclass(frozen=True)
+class Coverage:
+    """One version's vectors against the stored notes, and its snapshot on disk."""
+
+    model: str
+    status: str
+    live_notes: int
+    notes_with_vectors: int
+    snapshot_rows: int | None  # None: no readable snapshot
+    snapshot_watermark: int | None
+
+    @property
+    def share(self) -> float | None:
+        return self.notes_with_vectors / self.live_notes if self.live_notes else None
+
+
+def coverage_report(settings: Settings, rows: Sequence[ModelVersion]) -> list[Coverage]:
     engine = make_engine(settings.database_url)
     store = NoteStore(engine, store_text=settings.store_note_text)
-    lines: list[tuple[str, ...]] = []
+    report: list[Coverage] = []
     for row in rows:
         live, covered = store.counts(row.id)
         path = snapshot_path(settings.index_dir, index_ref(row.ref, row.id))
         try:
             header = read_header(path)
-            snapshot = f"{header.count} rows, watermark {header.sequence_watermark}"
+            count: int | None = header.count
+            watermark: int | None = header.sequence_watermark
         except (SnapshotInvalid, OSError):
-            snapshot = "none"
-        share = f"{100 * covered / live:.1f}%" if live else "-"
-        lines.append((row.ref, row.status, str(live), str(covered), share, snapshot))
+            count = watermark = None
+        report.append(Coverage(row.ref, row.status, live, covered, count, watermark))
     engine.dispose()
-    return lines
+    return report

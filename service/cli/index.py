@@ -1,0 +1,96 @@
+"""`notespace index`: re-embed stored notes under a model version, and coverage statistics."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from service.cli.common import (
+    DatabaseOption,
+    JsonOption,
+    clean,
+    fail,
+    open_registry,
+    print_json,
+    print_table,
+    settings,
+)
+
+app = typer.Typer(help="Note vector indexes: rebuild and statistics.", no_args_is_help=True)
+
+
+@app.command("rebuild")
+def index_rebuild(
+    model: Annotated[
+        str | None, typer.Option("--model", help="NAME@VERSION or id [default: the active model]")
+    ] = None,
+    batch_notes: Annotated[int, typer.Option(help="notes embedded per step", min=1)] = 64,
+    url: DatabaseOption = None,
+) -> None:
+    """Re-embed stored notes with a model version and write its index snapshot.
+
+    Runs beside a serving service (it only adds vectors for that version); a promotion can
+    then wait for the index to be complete.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from service.orchestration.rebuild import rebuild_index
+
+    config = settings(**({"database_url": url} if url else {}))
+    registry = open_registry(url)
+    row = clean(lambda: registry.get(model) if model else registry.active(config.model_name))
+    if row is None:
+        raise fail("no active model; name one with --model NAME@VERSION")
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    ) as progress:
+        task = progress.add_task(f"embedding notes for {row.ref}", total=None)
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        result = clean(lambda: rebuild_index(config, row, batch_notes, report))
+    typer.echo(
+        f"{row.ref}: embedded {result.embedded} notes, index holds {result.index_rows} of "
+        f"{result.live_notes} notes (watermark {result.watermark})"
+    )
+    if result.without_text:
+        raise fail(
+            f"{result.without_text} notes were stored without text and could not be "
+            "re-embedded; send them again through POST /notes"
+        )
+
+
+@app.command("stats")
+def index_stats(as_json: JsonOption = False, url: DatabaseOption = None) -> None:
+    """Per model version: stored notes, vectors, coverage, snapshot watermark."""
+    from service.orchestration.rebuild import coverage_report
+
+    config = settings(**({"database_url": url} if url else {}))
+    report = coverage_report(config, open_registry(url).list())
+    if as_json:
+        print_json([{**asdict(line), "coverage": line.share} for line in report])
+        return
+    print_table(
+        ("model", "status", "live notes", "vectors", "coverage", "snapshot"),
+        [
+            (
+                line.model,
+                line.status,
+                str(line.live_notes),
+                str(line.notes_with_vectors),
+                f"{100 * line.share:.1f}%" if line.share is not None else "-",
+                (
+                    f"{line.snapshot_rows} rows, watermark {line.snapshot_watermark}"
+                    if line.snapshot_rows is not None
+                    else "none"
+                ),
+            )
+            for line in report
+        ],
+    )
