@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -78,11 +78,6 @@ def deduplicate(notes: Iterable[Note]) -> tuple[list[Note], int]:
         seen.add(key)
         kept.append(note)
     return kept, removed
-
-
-def group_by_text(notes: Sequence[Note]) -> list[Note]:
-    """Use the distinct text as the split group (for corpora that list one note many times)."""
-    return [replace(note, group=f"text:{text_key(note.text)}") for note in notes]
 
 
 def fingerprint(notes: Iterable[Note]) -> str:

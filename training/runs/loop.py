@@ -6,11 +6,14 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import get_linear_schedule_with_warmup
 
 from training.data.notes import fingerprint
 from training.errors import TrainingConfigError
@@ -27,12 +30,17 @@ from training.runs.prepare import Prepared, prepare
 from training.runs.runner import (
     Runner,
     build_optimizer,
-    lr_schedule,
     micro_batch_items,
     step_generator,
 )
 
 log = logging.getLogger(__name__)
+
+# Linear warm-up to the peak rate, then linear decay to 0 at max_steps (transformers' own,
+# typed here: transformers ships it unannotated).
+_linear_with_warmup: Callable[[torch.optim.Optimizer, int, int], LambdaLR] = (
+    get_linear_schedule_with_warmup
+)
 
 FINAL = "final"
 HEAD_FILE = "category_head.pt"
@@ -141,7 +149,7 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
             prepared.head.load_state_dict(state["head"])
     runner = Runner(config, prepared, device)
     optimizer = build_optimizer(runner, config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(config))
+    scheduler = _linear_with_warmup(optimizer, config.optim.warmup_steps, config.max_steps)
     scaler = torch.amp.GradScaler(
         "cuda", enabled=runner.use_amp and runner.amp_dtype == torch.float16
     )

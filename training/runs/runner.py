@@ -157,14 +157,3 @@ def build_optimizer(runner: Runner, config: RunConfig) -> torch.optim.Optimizer:
         {"params": no_decay, "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=config.optim.lr)
-
-
-def lr_schedule(config: RunConfig) -> Callable[[int], float]:
-    warmup, total = config.optim.warmup_steps, config.max_steps
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return factor
