@@ -62,6 +62,13 @@ def export(
     calibration_windows: Annotated[
         int, typer.Option(help="static int8: calibration windows, at their real lengths")
     ] = 300,
+    selection_margin: Annotated[
+        float,
+        typer.Option(
+            help="static int8: keep layers in float until the selection notes' top-10 overlap "
+            "clears the gate by this much (more: more float layers, closer to fp32, slower)"
+        ),
+    ] = 0.01,
     qat_steps: Annotated[
         int,
         typer.Option(
@@ -102,7 +109,7 @@ def export(
                     "--calibration-notes is for --precision int8", param_hint="--precision"
                 )
             int8_plan, held_out = _static_int8_plan(
-                calibration_notes, held_out_ids, calibration_windows
+                calibration_notes, held_out_ids, calibration_windows, selection_margin
             )
             quality_texts = quality_texts or held_out
         common: dict[str, Any] = {
@@ -169,7 +176,7 @@ def export(
 
 
 def _static_int8_plan(
-    notes_file: Path, held_out_ids: Path | None, windows: int
+    notes_file: Path, held_out_ids: Path | None, windows: int, selection_margin: float
 ) -> tuple[Any, list[str]]:
     """The static int8 plan from the trust's notes file, and the held-out notes (by id)."""
     from training.quantize.calibration import CalibrationError, read_ids, read_notes
@@ -183,7 +190,9 @@ def _static_int8_plan(
     except (CalibrationError, OSError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--calibration-notes") from exc
     source = notes_file.name + (f" minus the ids in {held_out_ids.name}" if held_out_ids else "")
-    recipe = StaticInt8Recipe(calibration_windows=windows)
+    recipe = StaticInt8Recipe(
+        calibration_windows=windows, selection_margin_overlap=selection_margin
+    )
     return StaticInt8Plan(notes=notes, source=source, recipe=recipe), held_out
 
 
