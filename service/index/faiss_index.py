@@ -212,11 +212,6 @@ class FaissVectorIndex:
 
     # -- maintenance and snapshots -----------------------------------------------------------
 
-    def compact(self) -> None:
-        """Rebuild now, dropping tombstones; the kind follows the config for the live size."""
-        with self._writer:
-            self._rebuild(self._target_kind(len(self._pos), shrink=True))
-
     @contextmanager
     def frozen(self) -> Iterator[FrozenIndex]:
         """Hold writes off (searches continue) while the caller serialises the index."""

@@ -8,12 +8,13 @@ seam the registry layer implements; its contract:
   sequence (kept at least until every snapshot's watermark has passed it), or replay could
   not see it;
 * `iter_rows(after_sequence, ...)` yields the *current* state of every row whose latest
-  change is past `after_sequence`, in ascending sequence order, in batches;
-* the service calls `apply_upsert` / `apply_delete` after each commit, in commit order.
+  change is past `after_sequence`, in ascending sequence order, in batches.
 
-Replay is state-based, so replaying from an older point converges to the database: upsert
-replaces, delete of an absent id is a no-op. That is what makes the watermark skip below
-exactly-once and lets `catch_up` repair a missed post-commit apply.
+After each commit the service calls `catch_up`, which replays from the watermark: the order of
+index updates is always the database's commit order, and a catch-up that failed (or one another
+process's write made necessary) is repaired by the next one. Replay is state-based, so
+replaying from an older point converges to the database: upsert replaces, delete of an absent
+id is a no-op.
 """
 
 from __future__ import annotations
@@ -123,8 +124,6 @@ class ManagedIndex:
         self._lock = threading.Lock()
         self._unsaved_rows = 0
         self._last_snapshot_at = clock()
-        # Lowest watermark a failed apply left behind: the next catch-up replays from here.
-        self._replay_from: int | None = None
         self._snapshot_failures = 0
         self._snapshot_error: str | None = None
         self._snapshot_retry_at = 0.0
@@ -198,16 +197,8 @@ class ManagedIndex:
     def search(self, queries: Vectors, k: int, allowed: RowIds | None = None) -> SearchResult:
         return self.index.search(queries, k, allowed)
 
-    def apply_upsert(self, ids: RowIds, vectors: Vectors, sequence: int) -> bool:
-        """Apply a committed upsert; False if the index already holds `sequence`."""
-        return self._apply(sequence, ids.shape[0], lambda: self.index.upsert(ids, vectors))
-
-    def apply_delete(self, ids: RowIds, sequence: int) -> bool:
-        """Apply a committed delete; False if the index already holds `sequence`."""
-        return self._apply(sequence, ids.shape[0], lambda: self.index.remove(ids))
-
     def catch_up(self) -> int:
-        """Replay changes past the watermark (or past a failed apply); returns rows applied."""
+        """Replay changes past the watermark; returns rows applied."""
         with self._lock:
             return self._catch_up_locked()
 
@@ -240,38 +231,18 @@ class ManagedIndex:
 
     def close(self) -> None:
         with self._lock:
-            if self._unsaved_rows or self._replay_from is not None or self._snapshot_failures:
+            if self._unsaved_rows or self._snapshot_failures:
                 self._checkpoint_locked()
-
-    def _apply(self, sequence: int, rows: int, write: Callable[[], object]) -> bool:
-        with self._lock:
-            if sequence <= self._watermark:
-                return False
-            try:
-                write()
-            except BaseException:
-                # The database has this change and the index does not: replay it later
-                # rather than let the watermark move past it.
-                if self._replay_from is None:
-                    self._replay_from = self._watermark
-                raise
-            self._watermark = sequence
-            self._unsaved_rows += rows
-            if self._snapshot_due():
-                self._checkpoint_locked()
-            return True
 
     def _catch_up_locked(self) -> int:
-        start = self._watermark if self._replay_from is None else self._replay_from
         applied = 0
-        for batch in self._source.iter_rows(start, self._config.replay_batch_rows):
+        for batch in self._source.iter_rows(self._watermark, self._config.replay_batch_rows):
             if batch.deleted_ids.shape[0]:
                 self.index.remove(batch.deleted_ids)
             if batch.ids.shape[0]:
                 self.index.upsert(batch.ids, batch.vectors)
             applied += batch.ids.shape[0] + batch.deleted_ids.shape[0]
             self._watermark = max(self._watermark, batch.sequence)
-        self._replay_from = None
         self._unsaved_rows += applied
         return applied
 
@@ -313,8 +284,6 @@ class ManagedIndex:
         return header
 
     def _snapshot_locked(self) -> SnapshotHeader:
-        if self._replay_from is not None:
-            self._catch_up_locked()  # never checkpoint a watermark with a hole below it
         started = time.perf_counter()
         self.snapshot_path.parent.mkdir(parents=True, exist_ok=True)
         header = write_snapshot(

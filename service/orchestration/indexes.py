@@ -33,7 +33,7 @@ class NoteIndexes:
                 index = ManagedIndex.open(
                     model_ref=index_ref(model_ref, version_id),
                     dim=dim,
-                    source=self._store.vector_source(version_id, dim),
+                    source=self._store.vectors.source(version_id, dim),
                     config=self._config,
                 )
                 self._indexes[version_id] = index

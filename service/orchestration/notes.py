@@ -85,7 +85,7 @@ class NoteService:
         runtime, _ = self.serving()  # refuse before embedding if there is no index to feed
         version_id = runtime.version_id
         assert version_id is not None
-        needed = await run_in_threadpool(self.store.needs_vector, notes, version_id)
+        needed = await run_in_threadpool(self.store.vectors.needs_vector, notes, version_id)
         to_embed = [n for n, need in zip(notes, needed, strict=True) if need]
         vectors = {}
         if to_embed:
@@ -140,7 +140,7 @@ class NoteService:
             query = (await self._engine.embed([text], runtime=runtime)).vectors
         else:
             assert note_key is not None
-            found = await run_in_threadpool(self.store.vector_of, note_key, version_id)
+            found = await run_in_threadpool(self.store.vectors.vector_of, note_key, version_id)
             if found is None:
                 raise NotFound(
                     f"note_id is not indexed under {runtime.manifest.ref}", param="note_id"
@@ -163,7 +163,7 @@ class NoteService:
     async def index_stats(self) -> IndexStats:
         runtime, index = self.serving()
         assert runtime.version_id is not None
-        live, covered = await run_in_threadpool(self.store.counts, runtime.version_id)
+        live, covered = await run_in_threadpool(self.store.vectors.counts, runtime.version_id)
         stats = index.stats()
         return IndexStats(
             model=runtime.manifest.ref,

@@ -37,7 +37,7 @@ def promotion_policy(settings: Settings) -> PromotionPolicy:
 
 def check_index_coverage(store: NoteStore, row: ModelVersion, *, force: bool) -> None:
     """Refuse to promote a version whose index would miss stored notes (unless forced)."""
-    live, covered = store.counts(row.id)
+    live, covered = store.vectors.counts(row.id)
     if covered < live and not force:
         raise Conflict(
             f"the index for {row.ref} covers {covered} of {live} stored notes; run "

@@ -39,16 +39,16 @@ def rebuild_index(
     store = NoteStore(engine, store_text=settings.store_note_text)
     # Offline: no query lane, no warm-up batches.
     runtime = load_runtime(row, replace(runtime_config(settings), query_lane=False, warmup=False))
-    live, covered = store.counts(row.id)
+    live, covered = store.vectors.counts(row.id)
     todo, done, without_text = live - covered, 0, 0
-    for batch in store.missing_vectors(row.id, batch_notes):
+    for batch in store.vectors.missing(row.id, batch_notes):
         with_text = [(rid, text, digest) for rid, text, digest in batch if text is not None]
         without_text += len(batch) - len(with_text)
         if with_text:
             vectors = runtime.embed_sync(
                 [text for _, text, _ in with_text], "chunk", settings.max_batch_tokens
             )
-            store.write_vectors(
+            store.vectors.write(
                 row.id, [rid for rid, _, _ in with_text], [d for _, _, d in with_text], vectors
             )
         done += len(batch)
@@ -57,7 +57,7 @@ def rebuild_index(
     indexes = NoteIndexes(store, index_manager_config(settings))
     index = indexes.open(row.id, row.ref, runtime.manifest.embedding_dim)
     index.snapshot()
-    live, covered = store.counts(row.id)
+    live, covered = store.vectors.counts(row.id)
     engine.dispose()
     return RebuildResult(
         embedded=done - without_text,
@@ -89,7 +89,7 @@ def coverage_report(settings: Settings, rows: Sequence[ModelVersion]) -> list[Co
     store = NoteStore(engine, store_text=settings.store_note_text)
     report: list[Coverage] = []
     for row in rows:
-        live, covered = store.counts(row.id)
+        live, covered = store.vectors.counts(row.id)
         path = snapshot_path(settings.index_dir, index_ref(row.ref, row.id))
         try:
             header = read_header(path)

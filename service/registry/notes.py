@@ -1,4 +1,5 @@
-"""The note store: notes, their vectors per model version, and the change sequence for replay.
+"""The note store: notes and their metadata, the filters searches use, and the one write that
+stores a batch of notes with their vectors (service.registry.note_vectors holds the vector log).
 
 The database is the source of truth and the write-ahead log of every vector index: a write is
 committed (vectors, metadata and sequence numbers) before the request is acknowledged; indexes
@@ -8,34 +9,21 @@ replay committed rows afterwards.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import (
-    ColumnElement,
-    Engine,
-    and_,
-    case,
-    exists,
-    func,
-    or_,
-    select,
-    type_coerce,
-    update,
-)
+from sqlalchemy import ColumnElement, Engine, and_, case, exists, func, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import Session
 
 from service.errors import Conflict
-from service.index.replay import RowBatch
 from service.registry.database import session_factory
-from service.registry.tables import IndexSequence, Note, NoteVector, utcnow
+from service.registry.note_vectors import Vector, VectorLog, put_vector, take_sequence
+from service.registry.tables import Note, NoteVector, utcnow
 
-Vector = npt.NDArray[np.float32]
 MetadataValue = str | int | float | bool | None
 
 
@@ -108,7 +96,6 @@ class NoteFilters:
 @dataclass(frozen=True)
 class UpsertOutcome:
     statuses: list[str]  # per input note: created | updated | unchanged
-    row_ids: list[int]
 
 
 class NoteStore:
@@ -117,28 +104,9 @@ class NoteStore:
         self._write = session_factory(engine, writer=True)
         self._dialect = engine.dialect.name
         self.store_text = store_text
+        self.vectors = VectorLog(engine)
 
     # -- writes ----------------------------------------------------------------------------
-    def needs_vector(self, notes: Sequence[NoteInput], model_version_id: int) -> list[bool]:
-        """Which notes must be embedded: new, changed text, or no vector for this model."""
-        keys = [n.key for n in notes]
-        with self._read() as session:
-            current = dict(
-                session.execute(
-                    select(Note.note_key, NoteVector.text_sha256)
-                    .join(
-                        NoteVector,
-                        and_(
-                            NoteVector.note_id == Note.id,
-                            NoteVector.model_version_id == model_version_id,
-                            NoteVector.vector.is_not(None),
-                        ),
-                    )
-                    .where(Note.note_key.in_(keys), Note.deleted_at.is_(None))
-                ).all()
-            )
-        return [current.get(n.key) != n.digest for n in notes]
-
     def upsert(
         self, notes: Sequence[NoteInput], vectors: dict[str, Vector], model_version_id: int
     ) -> UpsertOutcome:
@@ -150,7 +118,6 @@ class NoteStore:
         """
         now = utcnow()
         statuses: list[str] = []
-        row_ids: list[int] = []
         with self._write.begin() as session:
             existing = {
                 n.note_key: n
@@ -180,13 +147,11 @@ class NoteStore:
                         own = vector_rows.get((note.id, model_version_id))
                         if own is not None and own.vector is not None:
                             statuses.append("unchanged")
-                            row_ids.append(note.id)
                             continue
                     status = "updated"
                 _fill(note, item, store_text=self.store_text, now=now)
                 changes.append((note, item, text_changed))
                 statuses.append(status)
-                row_ids.append(-1)
             session.flush()  # assign row ids to new notes
 
             # One sequence number per vector row touched, taken under the counter's row lock.
@@ -197,7 +162,7 @@ class NoteStore:
                     note.id, model_version_id, text_changed, vector_rows
                 )
             ]
-            sequence = _take_sequence(session, len(touched))
+            sequence = take_sequence(session, len(touched))
             for offset, (note, item, model_id) in enumerate(touched):
                 seq = sequence - len(touched) + 1 + offset
                 row = vector_rows.get((note.id, model_id))
@@ -212,28 +177,16 @@ class NoteStore:
                     raise Conflict(
                         "a note in this batch changed while it was being embedded; retry"
                     )
-                payload = np.asarray(vector, dtype="<f4").tobytes()
-                if row is None:
-                    session.add(
-                        NoteVector(
-                            note_id=note.id,
-                            model_version_id=model_id,
-                            seq=seq,
-                            vector=payload,
-                            text_sha256=item.digest,
-                        )
-                    )
-                else:
-                    row.seq, row.vector, row.text_sha256 = seq, payload, item.digest
-            session.flush()
-            ids_by_key = {note.note_key: note.id for note, _, _ in changes}
-        return UpsertOutcome(
-            statuses=statuses,
-            row_ids=[
-                rid if rid >= 0 else ids_by_key[n.key]
-                for rid, n in zip(row_ids, notes, strict=True)
-            ],
-        )
+                put_vector(
+                    session,
+                    row,
+                    note_id=note.id,
+                    model_version_id=model_id,
+                    seq=seq,
+                    vector=vector,
+                    digest=item.digest,
+                )
+        return UpsertOutcome(statuses=statuses)
 
     def delete(self, key: str) -> bool:
         """Delete a note: clear its text and metadata, tombstone its vectors. False if unknown."""
@@ -244,7 +197,7 @@ class NoteStore:
             if note is None:
                 return False
             rows = session.scalars(select(NoteVector).where(NoteVector.note_id == note.id)).all()
-            sequence = _take_sequence(session, len(rows))
+            sequence = take_sequence(session, len(rows))
             for offset, row in enumerate(rows):
                 row.seq = sequence - len(rows) + 1 + offset
                 row.vector = None
@@ -252,54 +205,6 @@ class NoteStore:
             note.extra = None
             note.deleted_at = note.updated_at = utcnow()
             return True
-
-    def write_vectors(
-        self,
-        model_version_id: int,
-        row_ids: Sequence[int],
-        digests: Sequence[str],
-        vectors: Vector,
-    ) -> int:
-        """Store re-embedded vectors (index rebuild) unless the note changed meanwhile."""
-        with self._write.begin() as session:
-            notes = {
-                n.id: n
-                for n in session.scalars(
-                    select(Note).where(Note.id.in_(list(row_ids)), Note.deleted_at.is_(None))
-                )
-            }
-            current = [
-                (rid, digest, vector)
-                for rid, digest, vector in zip(row_ids, digests, vectors, strict=True)
-                if rid in notes and notes[rid].text_sha256 == digest
-            ]
-            existing = {
-                v.note_id: v
-                for v in session.scalars(
-                    select(NoteVector).where(
-                        NoteVector.model_version_id == model_version_id,
-                        NoteVector.note_id.in_([c[0] for c in current]),
-                    )
-                )
-            }
-            sequence = _take_sequence(session, len(current))
-            for offset, (rid, digest, vector) in enumerate(current):
-                seq = sequence - len(current) + 1 + offset
-                payload = np.asarray(vector, dtype="<f4").tobytes()
-                row = existing.get(rid)
-                if row is None:
-                    session.add(
-                        NoteVector(
-                            note_id=rid,
-                            model_version_id=model_version_id,
-                            seq=seq,
-                            vector=payload,
-                            text_sha256=digest,
-                        )
-                    )
-                else:
-                    row.seq, row.vector, row.text_sha256 = seq, payload, digest
-            return len(current)
 
     # -- reads -----------------------------------------------------------------------------
     def get(self, key: str) -> NoteMeta | None:
@@ -316,23 +221,6 @@ class NoteStore:
             )
             return {n.id: NoteMeta.of(n) for n in notes}
 
-    def vector_of(self, key: str, model_version_id: int) -> tuple[int, Vector] | None:
-        """(row id, vector) of a live note under a model, or None."""
-        with self._read() as session:
-            found = session.execute(
-                select(Note.id, NoteVector.vector)
-                .join(NoteVector, NoteVector.note_id == Note.id)
-                .where(
-                    Note.note_key == key,
-                    Note.deleted_at.is_(None),
-                    NoteVector.model_version_id == model_version_id,
-                    NoteVector.vector.is_not(None),
-                )
-            ).first()
-        if found is None or found[1] is None:
-            return None
-        return int(found[0]), np.frombuffer(found[1], dtype="<f4").astype(np.float32)
-
     def filter_ids(self, filters: NoteFilters) -> npt.NDArray[np.int64]:
         conditions: list[ColumnElement[bool]] = [Note.deleted_at.is_(None)]
         if filters.categories:
@@ -348,126 +236,6 @@ class NoteStore:
         with self._read() as session:
             ids = session.scalars(select(Note.id).where(*conditions)).all()
         return np.asarray(ids, dtype=np.int64)
-
-    def counts(self, model_version_id: int) -> tuple[int, int]:
-        """(live notes, live notes with a current vector under this model)."""
-        with self._read() as session:
-            live = session.scalar(select(func.count()).where(Note.deleted_at.is_(None))) or 0
-            covered = (
-                session.scalar(
-                    select(func.count())
-                    .select_from(Note)
-                    .join(NoteVector, NoteVector.note_id == Note.id)
-                    .where(
-                        Note.deleted_at.is_(None),
-                        NoteVector.model_version_id == model_version_id,
-                        NoteVector.vector.is_not(None),
-                        NoteVector.text_sha256 == Note.text_sha256,
-                    )
-                )
-                or 0
-            )
-        return int(live), int(covered)
-
-    def missing_vectors(
-        self, model_version_id: int, batch_rows: int
-    ) -> Iterator[list[tuple[int, str | None, str]]]:
-        """Live notes without a current vector under a model: (row id, text, digest) batches.
-        Text is None when the note was stored without it."""
-        after = 0
-        while True:
-            with self._read() as session:
-                rows = session.execute(
-                    select(Note.id, Note.text, Note.text_sha256)
-                    .outerjoin(
-                        NoteVector,
-                        and_(
-                            NoteVector.note_id == Note.id,
-                            NoteVector.model_version_id == model_version_id,
-                        ),
-                    )
-                    .where(
-                        Note.deleted_at.is_(None),
-                        Note.id > after,
-                        or_(
-                            NoteVector.note_id.is_(None),
-                            NoteVector.vector.is_(None),
-                            NoteVector.text_sha256 != Note.text_sha256,
-                        ),
-                    )
-                    .order_by(Note.id)
-                    .limit(batch_rows)
-                ).all()
-            if not rows:
-                return
-            yield [(int(r[0]), r[1], r[2]) for r in rows]
-            after = int(rows[-1][0])
-
-    def max_sequence(self) -> int:
-        with self._read() as session:
-            return int(
-                session.scalar(select(IndexSequence.value).where(IndexSequence.id == 1)) or 0
-            )
-
-    def vector_source(self, model_version_id: int, dim: int) -> DatabaseVectorSource:
-        return DatabaseVectorSource(self, model_version_id, dim)
-
-    def iter_vector_rows(
-        self, model_version_id: int, dim: int, after_sequence: int, batch_rows: int
-    ) -> Iterator[RowBatch]:
-        after = after_sequence
-        while True:
-            with self._read() as session:
-                rows = session.execute(
-                    select(NoteVector.note_id, NoteVector.vector, NoteVector.seq)
-                    .where(
-                        NoteVector.model_version_id == model_version_id,
-                        NoteVector.seq > after,
-                    )
-                    .order_by(NoteVector.seq)
-                    .limit(batch_rows)
-                ).all()
-            if not rows:
-                return
-            live = [(int(r[0]), r[1]) for r in rows if r[1] is not None]
-            vectors = np.frombuffer(b"".join(v for _, v in live), dtype="<f4").astype(np.float32)
-            yield RowBatch(
-                ids=np.asarray([i for i, _ in live], dtype=np.int64),
-                vectors=vectors.reshape(len(live), dim),
-                deleted_ids=np.asarray([int(r[0]) for r in rows if r[1] is None], dtype=np.int64),
-                sequence=int(rows[-1][2]),
-            )
-            after = int(rows[-1][2])
-
-
-class DatabaseVectorSource:
-    """The replay source of one model version's index."""
-
-    def __init__(self, store: NoteStore, model_version_id: int, dim: int) -> None:
-        self._store = store
-        self._model_version_id = model_version_id
-        self._dim = dim
-
-    def max_sequence(self) -> int:
-        return self._store.max_sequence()
-
-    def iter_rows(self, after_sequence: int, batch_rows: int) -> Iterator[RowBatch]:
-        return self._store.iter_vector_rows(
-            self._model_version_id, self._dim, after_sequence, batch_rows
-        )
-
-
-def _take_sequence(session: Session, count: int) -> int:
-    """Reserve `count` sequence numbers; returns the highest. Holds the counter's row lock
-    until commit, so sequence order is commit order across processes."""
-    value = session.scalar(
-        update(IndexSequence)
-        .where(IndexSequence.id == 1)
-        .values(value=IndexSequence.value + count)
-        .returning(IndexSequence.value)
-    )
-    assert value is not None, "index_sequence row missing: run `notespace db upgrade`"
-    return int(value)
 
 
 def _models_to_touch(

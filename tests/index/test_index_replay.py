@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from index_data import clustered_vectors
+from memory_source import InMemoryVectorSource
 
 from service.index.faiss_index import IndexConfig
-from service.index.memory_source import InMemoryVectorSource
 from service.index.replay import ManagedIndex, ManagerConfig, snapshot_path
 from service.index.snapshot import read_header
 
@@ -96,32 +96,63 @@ def test_replay_past_the_watermark_is_exactly_once(tmp_path: Path) -> None:
     _assert_matches_source(again, source)
 
 
-def test_apply_skips_what_the_index_already_holds(tmp_path: Path) -> None:
+def _after_commit(managed: ManagedIndex) -> None:
+    """What the service does after each commit (NoteIndexes.catch_up_all, snapshot_due)."""
+    managed.catch_up()
+    managed.maybe_snapshot()
+
+
+def test_catch_up_skips_what_the_index_already_holds(tmp_path: Path) -> None:
     source, ids, _vectors = _source_with_rows()
     managed = _open(source, _config(tmp_path))
     new_vectors = clustered_vectors(2, DIM, seed=12)
-    sequence = source.commit_upsert(ids[:2], new_vectors)
-    assert managed.apply_upsert(ids[:2], new_vectors, sequence)
-    assert not managed.apply_upsert(ids[:2], new_vectors, sequence)  # duplicate delivery
-    assert not managed.apply_delete(ids[:2], sequence - 1)  # older than the watermark
+    source.commit_upsert(ids[:2], new_vectors)
+    assert managed.catch_up() == 2
+    assert managed.catch_up() == 0  # duplicate delivery
     sequence = source.commit_delete(ids[2:4])
-    assert managed.apply_delete(ids[2:4], sequence)
+    assert managed.catch_up() == 2
     assert managed.sequence_watermark == sequence
     _assert_matches_source(managed, source)
 
 
-def test_failed_apply_is_repaired_before_the_next_checkpoint(tmp_path: Path) -> None:
+class FlakySource:
+    """The database going away in the middle of a replay, once."""
+
+    def __init__(self, source: InMemoryVectorSource) -> None:
+        self.source = source
+        self.fail_next = False
+
+    def max_sequence(self) -> int:
+        return self.source.max_sequence()
+
+    def iter_rows(self, after_sequence: int, batch_rows: int):  # type: ignore[no-untyped-def]
+        for number, batch in enumerate(self.source.iter_rows(after_sequence, batch_rows)):
+            if self.fail_next and number == 1:
+                self.fail_next = False
+                raise OSError("connection lost")
+            yield batch
+
+
+def test_failed_catch_up_is_repaired_by_the_next_and_never_checkpointed_with_a_hole(
+    tmp_path: Path,
+) -> None:
     source, ids, _ = _source_with_rows()
-    managed = _open(source, _config(tmp_path))
-    good = clustered_vectors(1, DIM, seed=13)
-    sequence = source.commit_upsert(ids[:1], good)
-    with pytest.raises(ValueError, match="unit length"):
-        managed.apply_upsert(ids[:1], good * 2, sequence)  # a bug upstream of the index
-    later = source.commit_delete(ids[5:6])
-    assert managed.apply_delete(ids[5:6], later)
-    managed.snapshot()  # replays from before the failure first
+    flaky = FlakySource(source)
+    config = _config(tmp_path, replay_batch_rows=2)
+    managed = _open(flaky, config)  # type: ignore[arg-type]
+    good = clustered_vectors(3, DIM, seed=13)
+    for i in range(3):  # one sequence number per row, as the database gives
+        source.commit_upsert(ids[i : i + 1], good[i : i + 1])
+    source.commit_delete(ids[5:6])
+    flaky.fail_next = True
+    with pytest.raises(OSError, match="connection lost"):
+        managed.catch_up()  # the first batch applied, the rest not
+    managed.snapshot()  # the watermark covers exactly what the index holds
+    assert _open(source, config).catch_up() == 0  # reopened: snapshot + replay is complete
+    _assert_matches_source(_open(source, config), source)
+    assert managed.catch_up() == 2  # the next catch-up repairs the running index
     _assert_matches_source(managed, source)
-    assert managed.search(good, 1).ids[0, 0] == ids[0]
+    assert managed.search(good[:1], 1).ids[0, 0] == ids[0]
 
 
 @pytest.mark.parametrize("problem", ["corrupt", "model", "dim", "ahead"])
@@ -161,21 +192,21 @@ def test_checkpoints_by_write_count_and_by_age(tmp_path: Path) -> None:
     assert managed.maybe_snapshot() is None  # nothing unsaved
 
     sequence = source.commit_upsert(ids[:2], vectors[:2])
-    managed.apply_upsert(ids[:2], vectors[:2], sequence)
+    _after_commit(managed)
     assert managed.maybe_snapshot() is None
     assert read_header(path).sequence_watermark == sequence - 1
     sequence = source.commit_upsert(ids[2:3], vectors[2:3])
-    managed.apply_upsert(ids[2:3], vectors[2:3], sequence)  # 3 unsaved rows: checkpoint
+    _after_commit(managed)  # 3 unsaved rows: checkpoint
     assert read_header(path).sequence_watermark == sequence
 
     sequence = source.commit_delete(ids[3:4])
-    managed.apply_delete(ids[3:4], sequence)
+    managed.catch_up()
     clock.now += 61
     header = managed.maybe_snapshot()
     assert header is not None and header.sequence_watermark == sequence
 
     sequence = source.commit_delete(ids[4:5])
-    managed.apply_delete(ids[4:5], sequence)
+    managed.catch_up()
     managed.close()  # unsaved work is checkpointed on close
     assert _open(source, config).sequence_watermark == sequence
 

@@ -98,9 +98,11 @@ def test_filters_match_the_reference(
     note_store, version_id, stored = store
     inputs = [NoteInput(key=f"m{next(_ids)}", text="x", extra=m or None) for m in notes]
     vectors = {n.key: np.ones(4, dtype=np.float32) for n in inputs}
-    outcome = note_store.upsert(inputs, vectors, version_id)
-    for row_id, item in zip(outcome.row_ids, inputs, strict=True):
-        stored[row_id] = item.extra
+    note_store.upsert(inputs, vectors, version_id)
+    for item in inputs:
+        meta = note_store.get(item.key)
+        assert meta is not None
+        stored[meta.row_id] = item.extra
     if reuse:  # filter by values some note really holds, so matches are not all empty
         filters = [{k: v for k, v in m.items()} for m in notes if m] or filters
     for wanted in filters:

@@ -1,4 +1,4 @@
-"""An in-memory `VectorSource` with the database's sequence semantics, for tests and benches."""
+"""An in-memory `VectorSource` with the database's sequence semantics (a test collaborator)."""
 
 from __future__ import annotations
 
