@@ -115,6 +115,19 @@ class PromotionUnverified(PromotionRefused):
     code = "promotion_unverified"
 
 
+# -- 422: well-formed, but not what this service takes ------------------------------------------
+class Unprocessable(NotespaceError):
+    status = 422
+    code = "validation_error"
+    type = "invalid_request_error"
+
+
+class TokenIdsUnsupported(Unprocessable):
+    """OpenAI-style token-id input: ids of another tokenizer mean nothing to this model."""
+
+    code = "token_ids_unsupported"
+
+
 # -- 413: over a static limit (never for load) ----------------------------------------------------
 class PayloadTooLarge(NotespaceError):
     status = 413

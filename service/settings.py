@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     model_name: str | None = _setting(
         None, "serve the active version of this model name (needed when several are active)"
     )
+    model_aliases: list[str] = _setting(
+        [],
+        "other names /v1/embeddings accepts for the served model (JSON list), e.g. "
+        '["text-embedding-3-small"], so an OpenAI client works with its model name unchanged',
+    )
     registry_poll_s: float = _setting(
         5.0, "seconds between looks for a promotion made elsewhere (CLI, another replica)", gt=0
     )

@@ -39,7 +39,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     for cls in error_table():
         if cls.code not in codes.setdefault(cls.status, []):
             codes[cls.status].append(cls.code)
-    codes.setdefault(422, []).append("validation_error")
+    if "validation_error" not in codes.setdefault(422, []):
+        codes[422].insert(0, "validation_error")  # FastAPI's own, answered by _validation_error
     return {
         status: {"model": ErrorResponse, "description": "code: " + ", ".join(codes[status])}
         for status in sorted(statuses)

@@ -1,4 +1,5 @@
-"""POST /v1/embeddings: OpenAI-compatible, so the official `openai` client works unchanged."""
+"""OpenAI-compatible embeddings (POST /v1/embeddings, GET /v1/models), so the official `openai`
+client, and tools built on it, work unchanged."""
 
 from __future__ import annotations
 
@@ -12,28 +13,48 @@ from service.api.deps import EmbedderDep, SettingsDep
 from service.api.embed import audit_embedding, model_header
 from service.api.errors import error_responses
 from service.api.responses import FastJSONResponse
-from service.api.schemas import OpenAIEmbeddingRequest, OpenAIEmbeddingResponse, validate_texts
-from service.errors import BadRequest, NotFound
+from service.api.schemas import (
+    OpenAIEmbeddingRequest,
+    OpenAIEmbeddingResponse,
+    OpenAIModel,
+    OpenAIModelList,
+    validate_texts,
+)
+from service.errors import NotFound, TokenIdsUnsupported
 
-router = APIRouter(tags=["embeddings"])
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+def _models(embedder: EmbedderDep) -> list[OpenAIModel]:
+    created = int(embedder.manifest.created_at.timestamp())
+    return [OpenAIModel(id=name, created=created) for name in embedder.model_names()]
+
+
+@router.get("/models", response_model=OpenAIModelList, responses=error_responses(503))
+async def list_models(embedder: EmbedderDep) -> OpenAIModelList:
+    """The served model under each name /v1/embeddings accepts (name, NAME@VERSION, aliases)."""
+    return OpenAIModelList(data=_models(embedder))
+
+
+@router.get("/models/{model}", response_model=OpenAIModel, responses=error_responses(404, 503))
+async def retrieve_model(model: str, embedder: EmbedderDep) -> OpenAIModel:
+    found = next((m for m in _models(embedder) if m.id == model), None)
+    if found is None:
+        raise NotFound(f"no model {model!r} is served here", param="model")
+    return found
 
 
 @router.post(
-    "/v1/embeddings",
+    "/embeddings",
     response_model=OpenAIEmbeddingResponse,
     responses=error_responses(400, 404, 409, 413, 422, 503),
 )
 async def create_embeddings(
     request: OpenAIEmbeddingRequest, call: CallDep, embedder: EmbedderDep, settings: SettingsDep
 ) -> Response:
-    manifest = embedder.manifest
-    if request.model not in (manifest.name, manifest.ref):
-        raise NotFound(f"model not served here; this service serves {manifest.ref}", param="model")
-    if request.dimensions is not None and request.dimensions != manifest.embedding_dim:
-        raise BadRequest(
-            f"dimensions must be {manifest.embedding_dim} for this model", param="dimensions"
-        )
-    texts = [request.input] if isinstance(request.input, str) else request.input
+    embedder.require_model(request.model)
+    embedder.require_dimensions(request.dimensions)
+    texts = _texts(request.input)
     validate_texts(texts, settings, "input")
     embedded = await embedder.embed(texts)
     audit_embedding(call, embedded)
@@ -56,3 +77,16 @@ async def create_embeddings(
         "usage": {"prompt_tokens": embedded.tokens, "total_tokens": embedded.tokens},
     }
     return FastJSONResponse(body, headers=model_header(embedded.manifest.ref))
+
+
+def _texts(value: str | list[str] | list[int] | list[list[int]]) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if any(not isinstance(item, str) for item in value):
+        raise TokenIdsUnsupported(
+            "input holds token ids; this service embeds text with its own tokenizer, so send "
+            "the text itself (with LangChain's OpenAIEmbeddings: check_embedding_ctx_length="
+            "False)",
+            param="input",
+        )
+    return [item for item in value if isinstance(item, str)]

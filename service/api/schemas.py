@@ -116,7 +116,11 @@ class ClassifyResponse(BaseModel):
 
 
 class OpenAIEmbeddingRequest(_Request):
-    input: StrictStr | list[StrictStr]
+    # Token ids (one list, or one per input) are parsed so they can be refused with a clear
+    # answer: they are ids of the client's tokenizer, meaningless to this model's.
+    input: StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]] = Field(
+        description="text, or a list of texts (token-id input is refused: send text)"
+    )
     model: StrictStr
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = None
@@ -139,6 +143,18 @@ class OpenAIEmbeddingResponse(BaseModel):
     data: list[OpenAIEmbedding]
     model: str
     usage: OpenAIUsage
+
+
+class OpenAIModel(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = Field(description="when the version was exported (Unix seconds)")
+    owned_by: str = "notespace"
+
+
+class OpenAIModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIModel]
 
 
 class ErrorDetail(BaseModel):

@@ -60,7 +60,7 @@ def _setting_value(name: str, value: Any) -> Any:
 
 
 def _is_json(field: FieldInfo) -> bool:
-    return typing.get_origin(field.annotation) is dict
+    return typing.get_origin(field.annotation) in (dict, list)
 
 
 def _flag(name: str, field: FieldInfo) -> inspect.Parameter:
@@ -77,8 +77,8 @@ def _flag(name: str, field: FieldInfo) -> inspect.Parameter:
     dashed = "--" + name.replace("_", "-")
     decls = [f"{dashed}/--no-{name.replace('_', '-')}"] if annotation is bool else [dashed]
     default = "every core" if field.default_factory is not None else field.default
-    if isinstance(default, Path | dict):
-        default = json.dumps(default) if isinstance(default, dict) else str(default)
+    if isinstance(default, Path | dict | list):
+        default = str(default) if isinstance(default, Path) else json.dumps(default)
     help_text = f"{field.description} [env NOTESPACE_{name.upper()}; default {default}]"
     option = typer.Option(
         None,

@@ -155,11 +155,14 @@ class ManagedIndex:
         except SnapshotInvalid as error:
             opened_from, reason = "rebuild", error.reason
             index, watermark = FaissVectorIndex(dim, config.index), 0
-            log.warning(
-                "index snapshot for %s unusable (%s); rebuilding from the database",
-                model_ref,
-                error.reason,
-            )
+            if error.reason == "missing":  # a fresh install, or a version's first start
+                log.info("no index snapshot for %s yet: building it from the database", model_ref)
+            else:
+                log.warning(
+                    "index snapshot for %s unusable (%s); rebuilding from the database",
+                    model_ref,
+                    error.reason,
+                )
         managed = cls(
             model_ref=model_ref,
             index=index,

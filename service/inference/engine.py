@@ -35,11 +35,6 @@ class EmbedResult:
     def manifest(self) -> Manifest:
         return self.runtime.manifest
 
-    @property
-    def tokens(self) -> int:
-        """Content tokens embedded (special tokens excluded), over every note."""
-        return sum(note.tokens for note in self.notes)
-
 
 class EmbeddingEngine:
     def __init__(

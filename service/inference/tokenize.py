@@ -30,6 +30,12 @@ class TokenizedNote:
     def window_tokens(self) -> int:
         return sum(len(w) for w in self.windows)
 
+    @property
+    def embedded_tokens(self) -> int:
+        """Content tokens the model saw: all of them, unless the note was truncated (each
+        token once, though chunk overlaps run twice)."""
+        return min(self.tokens, sum(self.weights))
+
 
 class NoteTokenizer:
     """Splits notes into windows of at most `max_tokens`, overlapping by `overlap_tokens`."""

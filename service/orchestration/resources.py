@@ -120,7 +120,7 @@ def build_resources(settings: Settings, metrics: ServiceMetrics) -> Resources:
     return Resources(
         settings=settings,
         metrics=metrics,
-        embedder=Embedder(engine),
+        embedder=Embedder(engine, settings.model_aliases),
         notes=NoteService(store, indexes, engine),
         switcher=switcher,
         catalogue=ModelCatalogue(registry, lambda: engine.manifest.ref),

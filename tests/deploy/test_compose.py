@@ -147,3 +147,13 @@ def test_env_example_settings_are_valid() -> None:
     )
     # The image listens on 0.0.0.0; the example's values must build a valid Settings there.
     Settings(**{k.removeprefix("NOTESPACE_").lower(): v for k, v in values.items()})
+
+
+def test_compose_without_its_env_file_says_what_to_do(compose: list[str], tmp_path: Path) -> None:
+    shutil.copy(COMPOSE_FILE, tmp_path / "docker-compose.yml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "DEPLOY_"))}
+    result = subprocess.run(
+        [*compose, "config"], cwd=tmp_path, env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode != 0
+    assert "cp deploy/.env.example .env" in result.stdout + result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -214,3 +215,18 @@ def test_checkpoints_by_write_count_and_by_age(tmp_path: Path) -> None:
 def test_snapshot_paths_are_distinct_per_model_ref(tmp_path: Path) -> None:
     assert snapshot_path(tmp_path, "a@1") != snapshot_path(tmp_path, "a_1")
     assert snapshot_path(tmp_path, "a@1") != snapshot_path(tmp_path, "a@2")
+
+
+def test_a_first_start_builds_the_index_without_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source, _, _ = _source_with_rows()
+    with caplog.at_level(logging.INFO, logger="service.index.replay"):
+        _open(source, _config(tmp_path)).close()  # no snapshot yet: a fresh install
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("no index snapshot" in r.getMessage() for r in caplog.records)
+    path = snapshot_path(tmp_path, MODEL)
+    path.write_bytes(path.read_bytes()[:50])  # a damaged snapshot still warns
+    caplog.clear()
+    _open(source, _config(tmp_path))
+    assert [r.levelno for r in caplog.records if "unusable" in r.getMessage()] == [logging.WARNING]
