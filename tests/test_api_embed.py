@@ -9,6 +9,7 @@ import httpx
 import numpy as np
 
 from service.inference.runtime_choice import choose_runtime
+from service.orchestration.configs import runtime_config
 from tests.conftest import make_settings
 from tests.tiny_model import synthetic_corpus
 
@@ -65,7 +66,7 @@ def test_health_ready_info(client: httpx.Client) -> None:
     info = client.get("/info").json()
     assert info["model"]["dim"] == 32 and info["model"]["max_tokens_per_window"] == 32
     # The runtime `auto` picks on this machine (tests/test_runtime_choice.py covers the rules).
-    choice = choose_runtime(make_settings(Path("unused")), "fp32")
+    choice = choose_runtime(runtime_config(make_settings(Path("unused"))), "fp32")
     expected = (
         ["CPUExecutionProvider"]
         if choice.runtime == "onnxruntime"
@@ -85,6 +86,8 @@ def test_metrics_expose_routes_queue_batches_and_stages(client: httpx.Client) ->
     client.post("/embed", json={"notes": ["metrics probe note"]})
     text = client.get("/metrics").text
     assert 'notespace_requests_total{route="/embed",status="200"}' in text
+    client.get("/docs")
+    assert 'route="/docs",status="200"' in client.get("/metrics").text  # not "unmatched"
     for stage in ("queue", "tokenize", "infer", "pool"):
         assert f'notespace_stage_seconds_count{{stage="{stage}"}}' in text
     assert "notespace_queue_tokens " in text

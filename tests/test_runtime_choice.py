@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from service.inference.runtime_choice import RuntimeChoice, choose_runtime
+from service.orchestration.configs import runtime_config
 from tests.conftest import make_settings
 
 AVX2 = frozenset({"FP32", "INT8", "EXPORT_IMPORT"})
@@ -23,7 +24,7 @@ def _choose(
     **settings: str,
 ) -> RuntimeChoice:
     return choose_runtime(
-        make_settings(bundle, **settings),
+        runtime_config(make_settings(bundle, **settings)),
         precision,
         capabilities=lambda: caps,
         cuda_available=lambda: cuda,
@@ -80,7 +81,7 @@ def test_auto_serves_static_int8_on_the_int8_path(
     reason_word: str,
 ) -> None:
     choice = choose_runtime(
-        make_settings(tiny_bundle),
+        runtime_config(make_settings(tiny_bundle)),
         "int8-static",
         capabilities=lambda: caps,
         cuda_available=lambda: False,
@@ -93,7 +94,7 @@ def test_auto_serves_static_int8_on_the_int8_path(
 def test_static_int8_keeps_explicit_settings_and_cuda(tiny_bundle: Path) -> None:
     def choose(**settings: str) -> RuntimeChoice:
         return choose_runtime(
-            make_settings(tiny_bundle, **settings),
+            runtime_config(make_settings(tiny_bundle, **settings)),
             "int8-static",
             capabilities=lambda: BF16,
             cuda_available=lambda: True,
@@ -109,7 +110,7 @@ def test_static_int8_keeps_explicit_settings_and_cuda(tiny_bundle: Path) -> None
     assert choose(device="auto").runtime == "onnxruntime"
     # A dynamic int8 bundle (MatMulInteger) stays on ONNX Runtime, as before.
     dynamic = choose_runtime(
-        make_settings(tiny_bundle),
+        runtime_config(make_settings(tiny_bundle)),
         "int8",
         capabilities=lambda: BF16,
         cuda_available=lambda: False,
