@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from training import export as export_module
+from training.export import bundle_writer as export_module
 from training.export import ExportError, export_bundle
 
 
@@ -25,7 +25,7 @@ def test_graph_has_dynamic_batch_and_sequence(tiny_bundle: Path) -> None:
 def test_parity_failure_refuses_and_leaves_nothing(
     tiny_base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(export_module, "PARITY_MIN_COSINE", 1.5)  # unreachable
+    monkeypatch.setattr(export_module, "PARITY_MIN_COSINE", 1.5)  # unreachable (where checked)
     out = tmp_path / "bundle"
     with pytest.raises(ExportError, match="parity check failed"):
         export_bundle(tiny_base, out, max_tokens=32)
