@@ -1,5 +1,5 @@
 """Quality and speed of int8 recipes for a bundle's ONNX graph, against its fp32 graph: the
-evidence behind `training/export.py: quantize_int8` and its quality gate.
+evidence behind `training/export/precision.py: quantize_int8` and its quality gate.
 
     python bench/int8_recipes.py --notes 500            # MTSamples when ../shared is present
 
