@@ -21,6 +21,10 @@ from training.evaluate.data import EvaluationError
 Vectors = npt.NDArray[np.float32]
 
 
+# The scores a classification report summarises over seeds, primary first.
+SCORES = ("macro_f1", "accuracy", "weighted_f1")
+
+
 def classification_scores(
     y_true: Sequence[str], y_pred: Sequence[str], classes: Sequence[str]
 ) -> dict[str, Any]:
