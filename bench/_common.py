@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.subprocess_server import ServiceProcess as _TestServiceProcess
+from tests.support.subprocess_server import ServiceProcess as _TestServiceProcess
 
 MTSAMPLES = Path(__file__).resolve().parents[1].parent / "shared/data/mtsamples/mtsamples.csv"
 
@@ -31,7 +31,7 @@ def load_notes(path: Path | None = None, limit: int = 2000, seed: int = 0) -> li
         random.Random(seed).shuffle(texts)
         return texts[:limit]
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from tests.tiny_model import synthetic_corpus
+    from tests.support.tiny_model import synthetic_corpus
 
     return [" ".join(synthetic_corpus(20, seed=i)) for i in range(limit)]
 

@@ -3,7 +3,7 @@
     python bench/crash_cycles.py --cycles 200 [--database-url postgresql+psycopg://...]
 
 Builds a tiny encoder bundle (so a cycle takes about a second), runs the same harness as
-tests/notes/test_crash_recovery.py, and prints what it checked.
+tests/orchestration/test_crash_recovery.py, and prints what it checked.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from service.registry.database import upgrade
-from tests.crash_harness import run_cycles
-from tests.tiny_model import build_tiny_encoder
+from tests.support.crash_harness import run_cycles
+from tests.support.tiny_model import build_tiny_encoder
 from training.export import export_bundle
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.security.test_fuzz import fuzz_service
-from tests.tiny_model import build_tiny_encoder
+from tests.support.tiny_model import build_tiny_encoder
 from training.export import export_bundle
 
 

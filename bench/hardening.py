@@ -6,12 +6,12 @@ On SQLite and on PostgreSQL (a scratch database on the test server for the batte
 kill -9 cycles; a private server, stopped and started, for the outages), against the service
 in its own process, auth on, logging at debug:
 
-* battery: hostile input at every position (tests/hostile_inputs.py), careless-integration
+* battery: hostile input at every position (tests/support/hostile_inputs.py), careless-integration
   cases (mixed metadata types, oversized metadata, edge times, credentials that disagree,
   keys in URLs, formulas as acting users, requests past the size limits), and legitimate and
   failing requests carrying a canary in note text, queries and metadata; counts requests,
   statuses, 5xx, dropped connections, and canaries in the logs and the audit table;
-* kill -9 cycles while a client indexes (tests/crash_harness.py): acknowledged notes lost;
+* kill -9 cycles while a client indexes (tests/support/crash_harness.py): acknowledged notes lost;
 * PostgreSQL outages mid-load (server stopped as in a crash, then started): statuses during
   the outage, refusal latency, acknowledged notes lost;
 * SQLite on a full disk (a small tmpfs, root only): statuses, and notes lost after space returns.
@@ -41,11 +41,11 @@ from service.registry.audit import AuditLog
 from service.registry.database import make_engine, upgrade
 from service.registry.keys import KeyScope, KeyStore
 from tests.conftest import scratch_postgres_database
-from tests.crash_harness import CrashState, lost_notes, run_cycles
-from tests.failing_storage import ThrowawayPostgres, index_through_outage, small_filesystem
-from tests.hostile_inputs import Case, seeded_cases
-from tests.subprocess_server import ServiceProcess
-from tests.tiny_model import build_tiny_encoder, synthetic_corpus
+from tests.support.crash_harness import CrashState, lost_notes, run_cycles
+from tests.support.failing_storage import ThrowawayPostgres, index_through_outage, small_filesystem
+from tests.support.hostile_inputs import Case, seeded_cases
+from tests.support.subprocess_server import ServiceProcess
+from tests.support.tiny_model import build_tiny_encoder, synthetic_corpus
 from training.export import export_bundle
 
 CANARY = "CANARYhx14q"

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import ServiceProcess, fresh_service_env
 
-from tests.mtsamples_probe import index_and_probe
+from tests.support.mtsamples_probe import index_and_probe
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from service.inference.config import RuntimeConfig
 from service.orchestration.configs import runtime_config
 from service.server import server_config
 from service.settings import Settings
-from tests.tiny_model import build_tiny_encoder
+from tests.support.tiny_model import build_tiny_encoder
 
 TINY_WINDOW_TOKENS = 32  # small windows so short test notes exercise chunking
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from service.cli import app as service_cli
 from tests.conftest import LiveServer, make_settings, migrated_sqlite_url
-from tests.tiny_model import build_tiny_encoder
+from tests.support.tiny_model import build_tiny_encoder
 from training.data.synthetic import synthetic_notes
 from training.export import export_bundle
 

@@ -6,11 +6,11 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from index_data import clustered_vectors
 
 from service.index.base import MISSING_ID
 from service.index.faiss_index import FaissVectorIndex, IndexConfig
 from service.index.snapshot import write_snapshot
+from tests.support.index_data import clustered_vectors
 
 DIM = 16
 STABLE = 2000  # rows the writer never touches: every search must keep finding them

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from index_data import brute_force, clustered_vectors, recall
 
 from service.index.base import MISSING_ID, VectorIndex
 from service.index.faiss_index import FaissVectorIndex, IndexConfig
+from tests.support.index_data import brute_force, clustered_vectors, recall
 
 DIM = 32
 K = 10

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from index_data import clustered_vectors
 
 from service.index.faiss_index import FaissVectorIndex, IndexConfig
+from tests.support.index_data import clustered_vectors
 
 DIM = 8
 POOL = clustered_vectors(64, DIM, seed=31)  # vector i is always POOL[i]

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from index_data import clustered_vectors
-from memory_source import InMemoryVectorSource
 
 from service.index.faiss_index import IndexConfig
 from service.index.replay import ManagedIndex, ManagerConfig, snapshot_path
 from service.index.snapshot import read_header
+from tests.support.index_data import clustered_vectors
+from tests.support.memory_source import InMemoryVectorSource
 
 DIM = 16
 MODEL = "notes-minilm@3"

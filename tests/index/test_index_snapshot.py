@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from index_data import clustered_vectors
 
 from service.index import snapshot as snapshot_module
 from service.index.faiss_index import FaissVectorIndex, IndexConfig
@@ -19,6 +18,7 @@ from service.index.snapshot import (
     read_header,
     write_snapshot,
 )
+from tests.support.index_data import clustered_vectors
 
 DIM = 16
 MODEL = "notes-minilm@3"

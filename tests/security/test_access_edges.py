@@ -25,7 +25,7 @@ from service.registry.audit import AuditLog
 from service.registry.database import make_engine
 from service.registry.keys import KeyScope, KeyStore
 from tests.conftest import LiveServer, make_settings, migrated_sqlite_url
-from tests.subprocess_server import ServiceProcess
+from tests.support.subprocess_server import ServiceProcess
 
 NOTESPACE = str(Path(sys.executable).with_name("notespace"))
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")

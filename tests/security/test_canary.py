@@ -15,7 +15,7 @@ from service.registry.audit import AuditLog
 from service.registry.database import make_engine
 from service.registry.keys import KeyScope, KeyStore
 from tests.conftest import migrated_sqlite_url
-from tests.subprocess_server import ServiceProcess
+from tests.support.subprocess_server import ServiceProcess
 
 pytestmark = pytest.mark.slow
 CANARY = "CANARYzq7xw"

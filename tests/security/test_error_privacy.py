@@ -24,7 +24,7 @@ from starlette.routing import Route
 from service.api.middleware import REQUEST_ID_HEADER, LastResortMiddleware
 from service.registry.database import upgrade
 from tests.conftest import free_port, scratch_postgres_database
-from tests.subprocess_server import ServiceProcess
+from tests.support.subprocess_server import ServiceProcess
 
 CANARY = "CANARYpgx41"
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from service.registry.database import upgrade
 from tests.conftest import LiveServer, make_settings, migrated_sqlite_url, scratch_postgres_database
-from tests.hostile_inputs import MODEL_REFS, Case, model_ref_case, number_cases, text_cases
+from tests.support.hostile_inputs import MODEL_REFS, Case, model_ref_case, number_cases, text_cases
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

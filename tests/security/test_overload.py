@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import migrated_sqlite_url
-from tests.subprocess_server import ServiceProcess
+from tests.support.subprocess_server import ServiceProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 from loadgen import open_loop

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.tiny_model import build_tiny_encoder
+from tests.support.tiny_model import build_tiny_encoder
 from training.data.synthetic import synthetic_notes
 
 

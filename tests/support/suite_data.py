@@ -9,7 +9,7 @@ import io
 import random
 from pathlib import Path
 
-from tests.evaluate.conftest import write_mtsamples
+from tests.training.evaluate.conftest import write_mtsamples
 
 MEDQUAD_COLUMNS = [
     "row_id", "collection", "file", "doc_id", "doc_source", "doc_url", "focus",

@@ -11,7 +11,7 @@ import numpy as np
 from service.inference.runtime_choice import choose_runtime
 from service.orchestration.configs import runtime_config
 from tests.conftest import make_settings
-from tests.tiny_model import synthetic_corpus
+from tests.support.tiny_model import synthetic_corpus
 
 LONG_NOTE = " ".join(synthetic_corpus(8, seed=9))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.crash_harness import run_cycles
+from tests.support.crash_harness import run_cycles
 
 pytestmark = pytest.mark.slow
 

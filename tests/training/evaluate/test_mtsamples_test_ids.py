@@ -8,7 +8,7 @@ import pytest
 
 from training.evaluate.suite.loaders.mtsamples import held_out_note_ids
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 MTSAMPLES = REPO.parent / "shared" / "data" / "mtsamples" / "mtsamples.csv"
 COMMITTED = REPO / "training" / "configs" / "mtsamples-test-ids.txt"
 

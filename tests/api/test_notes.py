@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer, make_settings
-from tests.tiny_model import synthetic_corpus
+from tests.support.tiny_model import synthetic_corpus
 
 CANARY = "CANARY-okapi-7781"
 TEXTS = synthetic_corpus(60, seed=21)

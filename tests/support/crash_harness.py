@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.subprocess_server import ServiceProcess
-from tests.tiny_model import synthetic_corpus
+from tests.support.subprocess_server import ServiceProcess
+from tests.support.tiny_model import synthetic_corpus
 
 
 @dataclass

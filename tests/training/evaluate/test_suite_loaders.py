@@ -17,7 +17,7 @@ from training.evaluate.suite.loaders import medec, medquad, meqsum, mtsamples
 from training.evaluate.suite.loaders.files import data_file
 from training.evaluate.suite.tasks import ClassificationTask, RetrievalTask
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+REAL = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 MEDQUAD = "medquad/derived/medquad_qa_subset.csv.gz"
 MEDEC_DIR = "medec_ms/upstream/MEDEC-MS"
 realdata = pytest.mark.realdata

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import LiveServer, make_settings, registry_with_versions
-from tests.tiny_model import synthetic_corpus
+from tests.support.tiny_model import synthetic_corpus
 
 NOTESPACE = str(Path(sys.executable).with_name("notespace"))
 TEXTS = synthetic_corpus(30, seed=5)

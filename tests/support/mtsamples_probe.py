@@ -11,7 +11,7 @@ import httpx
 
 from training.data.mtsamples import load_mtsamples
 
-MTSAMPLES_CSV = Path(__file__).resolve().parents[2] / "shared/data/mtsamples/mtsamples.csv"
+MTSAMPLES_CSV = Path(__file__).resolve().parents[3] / "shared/data/mtsamples/mtsamples.csv"
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,7 @@ def test_a_503_means_a_busy_queue_and_its_retry_after_works(
     assert sum(refusals for _, refusals in outcomes) > 0  # the queue really was busy
 
 
-MTSAMPLES = Path(__file__).resolve().parents[1].parent / "shared/data/mtsamples/mtsamples.csv"
+MTSAMPLES = Path(__file__).resolve().parents[2].parent / "shared/data/mtsamples/mtsamples.csv"
 
 
 @pytest.mark.realmodel

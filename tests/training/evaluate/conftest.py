@@ -76,6 +76,6 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data root shaped like ../shared/data, with tiny files for every visible task."""
-    from tests.evaluate.suite_data import write_data_root
+    from tests.support.suite_data import write_data_root
 
     return write_data_root(tmp_path_factory.mktemp("data-root"))

@@ -18,7 +18,7 @@ from service.inference.head import HEAD_FILE, load_head
 from service.registry.database import make_engine
 from service.registry.models import ModelRegistry
 from tests.conftest import LiveServer, make_settings, migrated_sqlite_url
-from tests.evaluate.conftest import write_mtsamples
+from tests.training.evaluate.conftest import write_mtsamples
 from training.cli import register
 
 

@@ -21,7 +21,7 @@ from tests.conftest import (
     registry_with_versions,
     runtime_config_of,
 )
-from tests.tiny_model import synthetic_corpus
+from tests.support.tiny_model import synthetic_corpus
 from training.export import ExportError, PrecisionGate, export_bundle
 from training.quantize.calibration import calibration_windows, read_notes, split_notes, text_key
 from training.quantize.export_int8 import StaticInt8Plan

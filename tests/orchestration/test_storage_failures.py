@@ -14,14 +14,14 @@ import pytest
 from service.registry.audit import AuditLog
 from service.registry.database import make_engine, upgrade
 from tests.conftest import LiveServer, make_settings
-from tests.crash_harness import CrashState, verify
-from tests.failing_storage import (
+from tests.support.crash_harness import CrashState, verify
+from tests.support.failing_storage import (
     SmallFilesystem,
     ThrowawayPostgres,
     index_through_outage,
     small_filesystem,
 )
-from tests.tiny_model import synthetic_corpus
+from tests.support.tiny_model import synthetic_corpus
 
 TEXTS = synthetic_corpus(200, seed=5)
 

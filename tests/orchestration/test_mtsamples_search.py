@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LiveServer, make_settings
-from tests.mtsamples_probe import MTSAMPLES_CSV, index_and_probe
+from tests.support.mtsamples_probe import MTSAMPLES_CSV, index_and_probe
 
 pytestmark = [
     pytest.mark.slow,

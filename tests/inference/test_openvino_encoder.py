@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from service.bundle import load_bundle
 from service.inference.runtime import ModelRuntime
 from tests.conftest import make_settings, runtime_config_of
-from tests.tiny_model import synthetic_corpus
+from tests.support.tiny_model import synthetic_corpus
 
 TEXTS = synthetic_corpus(12, seed=3)
 

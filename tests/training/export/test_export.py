@@ -8,8 +8,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from training.export import bundle_writer as export_module
 from training.export import ExportError, export_bundle
+from training.export import bundle_writer as export_module
 
 
 def test_graph_has_dynamic_batch_and_sequence(tiny_bundle: Path) -> None:

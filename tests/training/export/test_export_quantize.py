@@ -13,7 +13,7 @@ import pytest
 from service.bundle import load_bundle
 from service.inference.runtime import ModelRuntime
 from tests.conftest import TINY_WINDOW_TOKENS, make_settings, runtime_config_of
-from tests.tiny_model import synthetic_corpus
+from tests.support.tiny_model import synthetic_corpus
 from training.export import (
     ExportError,
     PrecisionGate,

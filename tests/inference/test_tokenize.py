@@ -10,7 +10,7 @@ import pytest
 
 from service.errors import NoteTooLong
 from service.inference.tokenize import NoteTokenizer
-from tests.tiny_model import synthetic_corpus
+from tests.support.tiny_model import synthetic_corpus
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from tests.conftest import free_port
-from tests.crash_harness import CrashState
-from tests.tiny_model import synthetic_corpus
+from tests.support.crash_harness import CrashState
+from tests.support.tiny_model import synthetic_corpus
 
 
 def _postgres_bin() -> Path | None:
@@ -181,7 +181,7 @@ def index_through_outage(
 ) -> list[tuple[int, float, bool]]:
     """Index notes while PostgreSQL is stopped (immediate: as a crash) and started again;
     returns (status, seconds, had Retry-After) per write, until writes succeed again.
-    `state` collects what was acknowledged (tests.crash_harness.verify checks it)."""
+    `state` collects what was acknowledged (tests.support.crash_harness.verify checks it)."""
     tag = f"o{state.cycles}"
     texts = synthetic_corpus(50, seed=state.cycles)
     outcomes: list[tuple[int, float, bool]] = []

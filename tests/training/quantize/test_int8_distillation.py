@@ -12,7 +12,7 @@ import torch
 from service.bundle import load_bundle
 from service.inference.tokenize import NoteTokenizer
 from tests.conftest import TINY_WINDOW_TOKENS
-from tests.tiny_model import synthetic_corpus
+from tests.support.tiny_model import synthetic_corpus
 from training.export import PrecisionGate
 from training.quantize.export_int8 import StaticInt8Plan
 from training.quantize.qat import FakeQuantLinear, QatConfig, distil_for_int8, insert_fake_quant

@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from tests.conftest import migrated_sqlite_url, registry_with_versions
-from tests.evaluate.suite_data import TINY_SUITE
+from tests.support.suite_data import TINY_SUITE
 from training.cli import register
 
 

@@ -1,0 +1,1 @@
+"""Test helpers shared by the test packages and by bench/ (never collected as tests)."""
