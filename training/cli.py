@@ -8,10 +8,28 @@ from __future__ import annotations
 
 import logging
 import re
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from training.export import Precision
+    from training.runs.config import Objective
+
+
+class ExportPrecision(StrEnum):
+    FP32 = "fp32"
+    INT8 = "int8"
+    FP16 = "fp16"
+
+
+_PRECISIONS: dict[ExportPrecision, Precision] = {
+    ExportPrecision.FP32: "fp32",
+    ExportPrecision.INT8: "int8",
+    ExportPrecision.FP16: "fp16",
+}
 
 
 def export(
@@ -31,13 +49,13 @@ def export(
         bool, typer.Option(help="add the bundle to the model registry (staged)")
     ] = False,
     precision: Annotated[
-        str,
+        ExportPrecision,
         typer.Option(
             help="fp32; int8 (CPU serving: static with --calibration-notes, else dynamic); "
             "fp16 (GPU serving). int8/fp16 are refused when they miss the quality gate "
             "against fp32"
         ),
-    ] = "fp32",
+    ] = ExportPrecision.FP32,
     quality_notes: Annotated[
         Path | None,
         typer.Option(
@@ -78,8 +96,6 @@ def export(
     ] = 0,
 ) -> None:
     """Export a local encoder to an ONNX model bundle, refusing one that fails parity."""
-    if precision not in ("fp32", "fp16", "int8"):
-        raise typer.BadParameter("precision must be fp32, fp16 or int8", param_hint="--precision")
     try:
         from training.export import ExportError, export_bundle, read_quality_notes
     except ImportError as exc:
@@ -104,7 +120,7 @@ def export(
         quality_texts = read_quality_notes(quality_notes) if quality_notes else None
         int8_plan = None
         if calibration_notes is not None:
-            if precision != "int8":
+            if precision is not ExportPrecision.INT8:
                 raise typer.BadParameter(
                     "--calibration-notes is for --precision int8", param_hint="--precision"
                 )
@@ -136,7 +152,7 @@ def export(
             result = export_bundle(
                 base,
                 out,
-                precision=precision,  # type: ignore[arg-type]  # checked above
+                precision=_PRECISIONS[precision],
                 quality_texts=quality_texts,
                 **common,
             )
@@ -203,7 +219,7 @@ ResumeOption = Annotated[
 ProgressOption = Annotated[bool, typer.Option(help="show a progress bar")]
 
 
-def _train(objective: str, config_path: Path, resume: bool, progress: bool) -> None:
+def _train(objective: Objective, config_path: Path, resume: bool, progress: bool) -> None:
     try:
         from training.errors import TrainingError
         from training.runs.config import load_config
@@ -214,7 +230,7 @@ def _train(objective: str, config_path: Path, resume: bool, progress: bool) -> N
         ) from exc
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:
-        config = load_config(config_path, objective=objective)  # type: ignore[arg-type]
+        config = load_config(config_path, objective=objective)
         result = train(config, resume=resume, progress=progress)
     except TrainingError as exc:
         typer.secho(f"train {objective} failed: {exc}", fg="red", err=True)

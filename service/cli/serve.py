@@ -63,6 +63,13 @@ def _is_json(field: FieldInfo) -> bool:
     return typing.get_origin(field.annotation) in (dict, list)
 
 
+def _choices(name: str, values: list[str]) -> type[StrEnum]:
+    """A StrEnum of a Literal setting's values: typer lists them and refuses others."""
+    functional: Any = StrEnum  # the functional API, whose name mypy wants as a literal
+    choices: type[StrEnum] = functional(name, {v.upper(): v for v in values})
+    return choices
+
+
 def _flag(name: str, field: FieldInfo) -> inspect.Parameter:
     """A `--name` option of the field's type, unset by default so the environment applies."""
     annotation: Any = field.annotation
@@ -70,8 +77,7 @@ def _flag(name: str, field: FieldInfo) -> inspect.Parameter:
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     if typing.get_origin(annotation) is typing.Literal:  # choices, listed in the help
         values = [str(v) for v in typing.get_args(annotation)]
-        choices: Any = StrEnum(name, {v.upper(): v for v in values})  # type: ignore[misc]
-        annotation = choices
+        annotation = _choices(name, values)
     elif _is_json(field):
         annotation = str  # JSON text, as in the environment
     dashed = "--" + name.replace("_", "-")
@@ -107,7 +113,7 @@ def _serve_command() -> Callable[..., None]:
         """Run the HTTP service (every setting: a flag, or the environment variable)."""
         _run(options.pop("log_level"), options)
 
-    serve.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    serve.__dict__["__signature__"] = inspect.Signature(parameters)  # what typer reads
     return serve
 
 
