@@ -290,6 +290,9 @@ def train_interpolate(
         float, typer.Option(help="largest validation loss allowed on any task (primary metric)")
     ] = 0.005,
     threads: Annotated[int, typer.Option(help="CPU threads")] = 2,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="embedding cache shared with `evaluate --cache-dir`")
+    ] = None,
 ) -> None:
     """Mix an adapted encoder's weights with its base's (WiSE-FT): keeps what the base knew.
 
@@ -320,6 +323,7 @@ def train_interpolate(
                 out.with_name(f"{out.name}.selection"),
                 max_drop=max_drop,
                 threads=threads,
+                cache_dir=cache_dir,
                 progress=typer.echo,
             )
             for a, diffs in sorted(choice.table.items()):

@@ -138,6 +138,7 @@ def choose_alpha(
     *,
     max_drop: float,
     threads: int = 2,
+    cache_dir: Path | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> AlphaChoice:
     """Score each alpha on the suite's *validation* data (test data is never embedded)."""
@@ -157,7 +158,13 @@ def choose_alpha(
     report = run_suite(
         specs,
         suite,
-        SuiteRun(data_root=data_root, threads=threads, baseline="base", progress=progress),
+        SuiteRun(
+            data_root=data_root,
+            threads=threads,
+            baseline="base",
+            cache_dir=cache_dir,
+            progress=progress,
+        ),
         work_dir / "validation",
         split="val",
     )
