@@ -17,6 +17,8 @@ from tests.conftest import LiveServer, make_settings
 ENDPOINTS: list[tuple[str, str, str, object, KeyScope | None]] = [
     ("POST", "/embed", "/embed", {"notes": ["chest pain"]}, KeyScope.EMBED),
     ("POST", "/v1/embeddings", "/v1/embeddings", {"model": "tiny", "input": "x"}, KeyScope.EMBED),
+    ("GET", "/v1/models", "/v1/models", None, KeyScope.EMBED),
+    ("GET", "/v1/models/{model}", "/v1/models/tiny", None, KeyScope.EMBED),
     ("POST", "/notes", "/notes", {"notes": [{"id": "a", "text": "fever"}]}, KeyScope.INDEX),
     ("DELETE", "/notes/{note_id}", "/notes/zz", None, KeyScope.INDEX),
     ("GET", "/notes/{note_id}", "/notes/a", None, KeyScope.SEARCH),
