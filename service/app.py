@@ -22,7 +22,7 @@ from service.api.middleware import (
     LastResortMiddleware,
     RequestMetricsMiddleware,
 )
-from service.api.quotas import QuotaLimiter
+from service.api.quotas import quota_limiter
 from service.metrics import ServiceMetrics
 from service.orchestration.access import KeyScope
 from service.orchestration.resources import running_service
@@ -39,7 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
         redact_access_log()  # whichever server hosts the app, its access log holds no keys
         async with running_service(settings, metrics) as resources:
-            yield {API_STATE: ApiState(resources, QuotaLimiter())}
+            yield {API_STATE: ApiState(resources, quota_limiter(resources))}
 
     app = FastAPI(
         title="notespace",

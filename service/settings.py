@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     )
 
     # -- access ---------------------------------------------------------------------------
+    quota_store: Literal["auto", "database", "process"] = _setting(
+        "auto",
+        "where per-key quotas are counted: database (shared by every replica; PostgreSQL "
+        "only), process (this process alone), or auto (database on PostgreSQL)",
+    )
     auth: Literal["auto", "on", "off"] = _setting(
         "auto", "API keys: auto is on beyond loopback; off is allowed on loopback only"
     )
@@ -210,6 +215,21 @@ class Settings(BaseSettings):
                 f"auth is off but the service would bind to {self.host}: "
                 "auth may be off on loopback only"
             )
+        return self
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+    @property
+    def quotas_shared(self) -> bool:
+        """Whether quotas are counted in the database (every replica shares them)."""
+        return self.quota_store == "database" or (self.quota_store == "auto" and self.is_postgresql)
+
+    @model_validator(mode="after")
+    def _shared_quotas_need_postgresql(self) -> Settings:
+        if self.quota_store == "database" and not self.is_postgresql:
+            raise ValueError("quota_store database needs a PostgreSQL database_url")
         return self
 
     @property

@@ -97,7 +97,7 @@ def require(scope: KeyScope | None) -> Callable[..., Awaitable[Principal]]:
         setattr(request.state, PRINCIPAL_STATE, principal)
         if scope is not None:
             _check_scope(principal, scope)
-        state.quotas.admit(principal)
+        await state.quotas.admit(principal)
         return principal
 
     return dependency
@@ -141,14 +141,15 @@ class Call:
         items: int | None = None,
         model: str | None = None,
         note_ids: list[str] | None = None,
-        tokens: int | None = None,
     ) -> None:
-        """What the audit entry records about this call (counts and ids, never text); the
-        tokens embedded are charged to the key's quota."""
+        """What the audit entry records about this call (counts and ids, never text)."""
         details = {"item_count": items, "model_ref": model, "note_ids": note_ids}
         setattr(self.request.state, AUDIT_STATE, details)
+
+    async def charge_tokens(self, tokens: int) -> None:
+        """Charge the tokens embedded to the key's quota."""
         if tokens:
-            self.state.quotas.charge_tokens(self.principal, tokens)
+            await self.state.quotas.charge_tokens(self.principal, tokens)
 
 
 def _call(request: Request, state: StateDep) -> Call:

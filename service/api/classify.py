@@ -21,7 +21,7 @@ async def classify(
     texts = [n.text for n in request.notes]
     validate_texts(texts, settings, "notes")
     embedded = await embedder.embed(texts, request.long_note, categories=True)
-    audit_embedding(call, embedded)
+    await audit_embedding(call, embedded)
     assert embedded.categories is not None
     labels, probs = embedded.categories.labels, embedded.categories.probabilities  # [N, C]
     top_k = request.top_k or len(labels)

@@ -24,9 +24,11 @@ def model_header(ref: str) -> dict[str, str]:
     return {"X-Notespace-Model": ref}
 
 
-def audit_embedding(call: CallDep, embedded: Embedded) -> None:
-    """The audit entry of an embedding call: how many notes, which model, tokens charged."""
-    call.audit(items=len(embedded.notes), model=embedded.manifest.ref, tokens=embedded.tokens)
+async def audit_embedding(call: CallDep, embedded: Embedded) -> None:
+    """The audit entry of an embedding call (how many notes, which model); the tokens
+    embedded are charged to the key's quota."""
+    call.audit(items=len(embedded.notes), model=embedded.manifest.ref)
+    await call.charge_tokens(embedded.tokens)
 
 
 @router.post("/embed", response_model=EmbedResponse, responses=EMBED_ERRORS)
@@ -38,7 +40,7 @@ async def embed(
     if request.categories:
         call.require_scope(KeyScope.CLASSIFY)  # categories are the classify capability
     embedded = await embedder.embed(texts, request.long_note, categories=request.categories)
-    audit_embedding(call, embedded)
+    await audit_embedding(call, embedded)
     data: list[dict[str, Any]] = [
         {
             "index": i,

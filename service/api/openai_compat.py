@@ -57,7 +57,7 @@ async def create_embeddings(
     texts = _texts(request.input)
     validate_texts(texts, settings, "input")
     embedded = await embedder.embed(texts)
-    audit_embedding(call, embedded)
+    await audit_embedding(call, embedded)
     data = [
         {
             "object": "embedding",

@@ -1,13 +1,20 @@
-"""Per-key request and token quotas (429 with Retry-After), per service process."""
+"""Per-key request and token quotas (429 with Retry-After): which limiter counts them.
+
+On PostgreSQL (NOTESPACE_QUOTA_STORE=auto or database) the budgets live in the database and
+every replica shares them (orchestration/quotas.py); on SQLite, a single box, they are counted
+in this process (`ProcessQuotaLimiter`).
+"""
 
 from __future__ import annotations
 
 import math
 import threading
 import time
+from typing import Protocol
 
 from service.errors import QuotaExceeded
 from service.orchestration.access import Principal
+from service.orchestration.resources import Resources
 
 
 class _Bucket:
@@ -28,13 +35,29 @@ class _Bucket:
         return max(1, math.ceil((needed - self.level) / self.rate_per_s))
 
 
-class QuotaLimiter:
+class QuotaLimiter(Protocol):
+    async def admit(self, principal: Principal) -> None:
+        """Take one request from the key's budget, or raise QuotaExceeded."""
+
+    async def charge_tokens(self, principal: Principal, tokens: int) -> None:
+        """Charge the tokens a request embedded (the budget may go into debt)."""
+
+
+def quota_limiter(resources: Resources) -> QuotaLimiter:
+    """The shared limiter when the service counts quotas in the database, else this process's."""
+    shared = resources.shared_quotas
+    return shared if shared is not None else ProcessQuotaLimiter()
+
+
+class ProcessQuotaLimiter:
+    """Token buckets in this process's memory: a single box (SQLite) only."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._requests: dict[str, _Bucket] = {}
         self._tokens: dict[str, _Bucket] = {}
 
-    def admit(self, principal: Principal) -> None:
+    async def admit(self, principal: Principal) -> None:
         """Take one request from the key's budget; refuse while its token budget is in debt."""
         if principal.key_id is None:
             return
@@ -57,7 +80,7 @@ class QuotaLimiter:
                         retry_after_s=bucket.wait_s(1),
                     )
 
-    def charge_tokens(self, principal: Principal, tokens: int) -> None:
+    async def charge_tokens(self, principal: Principal, tokens: int) -> None:
         if principal.key_id is None or not principal.tokens_per_minute:
             return
         with self._lock:

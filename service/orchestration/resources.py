@@ -36,6 +36,7 @@ from service.orchestration.embedding import Embedder
 from service.orchestration.indexes import NoteIndexes
 from service.orchestration.notes import NoteService
 from service.orchestration.promotion import PromotionGate
+from service.orchestration.quotas import SharedQuotas
 from service.orchestration.serving import (
     ModelSwitcher,
     StartupError,
@@ -47,6 +48,7 @@ from service.registry.database import SchemaError, check_schema, make_engine
 from service.registry.keys import KeyStore
 from service.registry.models import ModelRegistry
 from service.registry.notes import NoteStore
+from service.registry.quota_state import QuotaState
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ class Resources:
     catalogue: ModelCatalogue
     access: Authenticator
     audit: AuditLog
+    shared_quotas: SharedQuotas | None  # None: quotas are counted in process (SQLite)
     # Owned here for shutdown, not for the routes.
     _db: Engine
     _batcher: Batcher
@@ -126,6 +129,7 @@ def build_resources(settings: Settings, metrics: ServiceMetrics) -> Resources:
         catalogue=ModelCatalogue(registry, lambda: engine.manifest.ref),
         access=access,
         audit=audit,
+        shared_quotas=SharedQuotas(QuotaState(db)) if settings.quotas_shared else None,
         _db=db,
         _batcher=batcher,
         _indexes=indexes,

@@ -211,3 +211,18 @@ class PromotionCheck(Base):
     # task -> {metric, higher_is_better, candidate, against, drop, margin, regressed}, or
     # {compared: false, why} for a task only one side has.
     tasks: Mapped[dict[str, Any] | None]
+
+
+class QuotaState(Base):
+    """A key's shared quota state for one kind (requests, tokens): the GCRA "theoretical
+    arrival time" in epoch seconds, on the database's clock. Not a foreign key to api_keys:
+    a revoked key's row is harmless and a quota check must not wait on key locks."""
+
+    __tablename__ = "quota_state"
+    __table_args__ = (
+        CheckConstraint("kind IN ('requests', 'tokens')", name="ck_quota_state_kind"),
+    )
+
+    key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    tat_s: Mapped[float] = mapped_column(Double)
