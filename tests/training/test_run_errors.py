@@ -51,6 +51,29 @@ def test_single_category_value(tiny_bert: Path, tmp_path: Path) -> None:
     assert "Jane" not in str(info.value)
 
 
+def test_category_objective_groups_by_the_configured_field(tiny_bert: Path, tmp_path: Path) -> None:
+    # One note type, two specialties: by category there is nothing to separate, by label there is.
+    rows = [
+        {
+            "text": f"note {i}",
+            "note_id": i,
+            "kind": "letter",
+            "specialty": ["cardio", "neuro"][i % 2],
+        }
+        for i in range(40)
+    ]
+    corpus = _jsonl(tmp_path / "c.jsonl", rows)
+    columns = {"category": "kind", "label": "specialty"}
+    data = _config(
+        tiny_bert, tmp_path / "r", {"format": "jsonl", "path": str(corpus), "columns": columns}
+    )
+    data["objective"] = "category"
+    with pytest.raises(CorpusError, match="category column has a single value"):
+        prepare(parse_config(data))
+    data["category"] = {"loss": "supcon", "field": "label"}
+    assert prepare(parse_config(data)).categories == ["cardio", "neuro"]
+
+
 def test_category_without_a_category_column(tiny_bert: Path, tmp_path: Path) -> None:
     rows = [{"text": f"note {i}", "note_id": i} for i in range(40)]
     corpus = _jsonl(tmp_path / "c.jsonl", rows)

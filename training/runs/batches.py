@@ -238,18 +238,19 @@ class CategoryBatcher:
         return Batch(tensors, notes=len(items), tokens=int(attention.sum()))
 
 
-def category_vocabulary(notes: Sequence[Note]) -> list[str]:
-    """Sorted distinct categories of the training notes; errors if there is nothing to learn."""
-    present = [n.category for n in notes if n.category]
+def category_vocabulary(groups: Sequence[str | None], field: str = "category") -> list[str]:
+    """Sorted distinct values of the training notes' grouping field (category.field); errors
+    if there is nothing to learn."""
+    present = [g for g in groups if g]
     if not present:
         raise TrainingConfigError(
-            "the category objective needs a category column: set corpus.columns.category "
-            "(MIMIC: CATEGORY; MTSamples: derived note type)"
+            f"the category objective needs a {field} column: set corpus.columns.{field} "
+            "(MIMIC: CATEGORY; MTSamples: derived note type as category, specialty as label)"
         )
     names = sorted(set(present))
     if len(names) < 2:
         raise CorpusError(
-            f"the category column has a single value ({names[0]!r}) in the training split: "
+            f"the {field} column has a single value ({names[0]!r}) in the training split: "
             "nothing to separate"
         )
     return names

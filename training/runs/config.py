@@ -68,6 +68,9 @@ class CategoryConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     loss: Literal["linear", "supcon"] = "linear"
+    # Which note field groups the notes: the note category (MTSamples: the note type) or the
+    # label column (MTSamples: the specialty) — whichever metadata the trust keeps per note.
+    field: Literal["category", "label"] = "category"
     weight: float = Field(0.1, ge=0)
     temperature: float = Field(0.1, gt=0)
     max_tokens: int = Field(128, ge=8, le=512)

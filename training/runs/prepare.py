@@ -93,21 +93,24 @@ def _batchers(
         tb = DeclutrBatcher(train_ids, special, config.declutr, p)
         eb = DeclutrBatcher(eval_ids, special, config.declutr, p)
         return tb, eb, tb.fraction_kept, []
-    names = category_vocabulary(train)
+    field = config.category.field
+    train_groups = [getattr(n, field) for n in train]
+    held_out_groups = [getattr(n, field) for n in held_out]
+    names = category_vocabulary(train_groups, field)
     index = {name: i for i, name in enumerate(names)}
     # Held-out notes of a category unseen in training cannot be scored by the head: skip them.
-    keep_train = [i for i, n in enumerate(train) if n.category in index]
-    keep_eval = [i for i, n in enumerate(held_out) if n.category in index]
+    keep_train = [i for i, g in enumerate(train_groups) if g in index]
+    keep_eval = [i for i, g in enumerate(held_out_groups) if g in index]
     tb2 = CategoryBatcher(
         [train_ids[i] for i in keep_train],
-        [index[train[i].category or ""] for i in keep_train],
+        [index[train_groups[i] or ""] for i in keep_train],
         special,
         config.category,
         p,
     )
     eb2 = CategoryBatcher(
         [eval_ids[i] for i in keep_eval],
-        [index[held_out[i].category or ""] for i in keep_eval],
+        [index[held_out_groups[i] or ""] for i in keep_eval],
         special,
         config.category,
         p,
