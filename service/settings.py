@@ -55,7 +55,11 @@ class Settings(BaseSettings):
         '["text-embedding-3-small"], so an OpenAI client works with its model name unchanged',
     )
     registry_poll_s: float = _setting(
-        5.0, "seconds between looks for a promotion made elsewhere (CLI, another replica)", gt=0
+        5.0,
+        "seconds between looks for a promotion made elsewhere (CLI, another replica); on "
+        "PostgreSQL a promotion is also announced (LISTEN/NOTIFY) and followed at once, so "
+        "this is the bound only when an announcement is lost",
+        gt=0,
     )
 
     # -- notes and search -----------------------------------------------------------------

@@ -20,8 +20,13 @@ router = APIRouter(tags=["embeddings"])
 EMBED_ERRORS = error_responses(400, 409, 413, 422, 503)
 
 
+# NAME@VERSION of the model that produced a response's vectors, scores or categories (the
+# body names it too): during a promotion, replicas may briefly differ, and each answer says.
+MODEL_HEADER = "X-Notespace-Model"
+
+
 def model_header(ref: str) -> dict[str, str]:
-    return {"X-Notespace-Model": ref}
+    return {MODEL_HEADER: ref}
 
 
 async def audit_embedding(call: CallDep, embedded: Embedded) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 
 from service.api.access import CallDep, require
 from service.api.deps import NotesDep, SettingsDep
+from service.api.embed import MODEL_HEADER
 from service.api.errors import error_responses
 from service.api.schemas import (
     IndexNotesRequest,
@@ -44,7 +45,11 @@ def _meta(note: NoteMeta) -> dict[str, Any]:
 
 @router.post("/notes", response_model=IndexNotesResponse, responses=NOTE_ERRORS, dependencies=INDEX)
 async def index_notes(
-    body: IndexNotesRequest, call: CallDep, notes: NotesDep, settings: SettingsDep
+    body: IndexNotesRequest,
+    call: CallDep,
+    notes: NotesDep,
+    settings: SettingsDep,
+    response: Response,
 ) -> dict[str, Any]:
     """Embed with the serving model and store: an idempotent upsert by note id. Answers only
     after the database commit."""
@@ -70,6 +75,7 @@ async def index_notes(
     ]
     outcome, manifest = await notes.upsert(inputs)
     call.audit(items=len(inputs), model=manifest.ref, note_ids=[n.key for n in inputs])
+    response.headers[MODEL_HEADER] = manifest.ref
     return {
         "model": {"name": manifest.name, "version": manifest.version},
         "results": [
@@ -98,7 +104,11 @@ async def delete_note(note_id: str, call: CallDep, notes: NotesDep) -> dict[str,
 
 @router.post("/search", response_model=SearchResponse, responses=NOTE_ERRORS, dependencies=SEARCH)
 async def search(
-    body: SearchRequest, call: CallDep, notes: NotesDep, settings: SettingsDep
+    body: SearchRequest,
+    call: CallDep,
+    notes: NotesDep,
+    settings: SettingsDep,
+    response: Response,
 ) -> dict[str, Any]:
     """Nearest notes to a free-text query or to an indexed note, optionally filtered."""
     if (body.query is None) == (body.note_id is None):
@@ -125,6 +135,7 @@ async def search(
         text=body.query, note_key=body.note_id, k=body.k, filters=filters
     )
     call.audit(items=len(hits), model=manifest.ref, note_ids=[h.note.key for h in hits])
+    response.headers[MODEL_HEADER] = manifest.ref
     return {
         "model": {"name": manifest.name, "version": manifest.version},
         "results": [{**_meta(h.note), "score": h.score} for h in hits],

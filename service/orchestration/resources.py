@@ -29,11 +29,9 @@ from service.orchestration.catalogue import ModelCatalogue
 from service.orchestration.configs import (
     batcher_config,
     engine_config,
-    index_manager_config,
     runtime_config,
 )
 from service.orchestration.embedding import Embedder
-from service.orchestration.indexes import NoteIndexes
 from service.orchestration.notes import NoteService
 from service.orchestration.promotion import PromotionGate
 from service.orchestration.quotas import SharedQuotas
@@ -47,8 +45,9 @@ from service.registry.audit import AuditLog
 from service.registry.database import SchemaError, check_schema, make_engine
 from service.registry.keys import KeyStore
 from service.registry.models import ModelRegistry
-from service.registry.notes import NoteStore
+from service.registry.promotion_events import PromotionListener
 from service.registry.quota_state import QuotaState
+from service.orchestration.vector_stores import VectorStore, open_vector_store
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -70,7 +69,7 @@ class Resources:
     # Owned here for shutdown, not for the routes.
     _db: Engine
     _batcher: Batcher
-    _indexes: NoteIndexes
+    _indexes: VectorStore
 
 
 def build_resources(settings: Settings, metrics: ServiceMetrics) -> Resources:
@@ -86,8 +85,7 @@ def build_resources(settings: Settings, metrics: ServiceMetrics) -> Resources:
         registry = ModelRegistry(db)
         row = resolve_serving_version(registry, settings.model_name, settings.bundle_path)
         runtime = load_runtime(row, runtime_config(settings))
-        store = NoteStore(db, store_text=settings.store_note_text)
-        indexes = NoteIndexes(store, index_manager_config(settings))
+        store, indexes = open_vector_store(settings, db)
         indexes.open(row.id, row.ref, runtime.manifest.embedding_dim)
     except (SchemaError, StartupError, BundleError, NotespaceError) as exc:
         db.dispose()
@@ -148,11 +146,22 @@ def close_resources(resources: Resources) -> None:
 @asynccontextmanager
 async def running_service(settings: Settings, metrics: ServiceMetrics) -> AsyncIterator[Resources]:
     """The service's resources for the lifetime of the app, following promotions made
-    elsewhere (the CLI, another replica) while it runs."""
+    elsewhere (the CLI, another replica) while it runs: on PostgreSQL a listener hears each
+    promotion as it commits, and the registry poll remains the bound if it misses one."""
     resources = await run_in_threadpool(build_resources, settings, metrics)
     follower = asyncio.create_task(resources.switcher.follow_registry())
+    listener = None
+    if resources._db.dialect.name == "postgresql":
+        listener = PromotionListener(
+            resources._db,
+            resources.switcher.promotion_announced,
+            connect_timeout_s=settings.database_connect_timeout_s,
+        )
+        listener.start()
     try:
         yield resources
     finally:
         follower.cancel()
+        if listener is not None:
+            await run_in_threadpool(listener.stop)
         await run_in_threadpool(close_resources, resources)

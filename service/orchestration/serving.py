@@ -18,8 +18,8 @@ from service.errors import ModelLoadFailed, NotespaceError
 from service.inference.config import RuntimeConfig
 from service.inference.engine import EmbeddingEngine
 from service.inference.runtime import ModelRuntime
-from service.orchestration.indexes import NoteIndexes
 from service.orchestration.promotion import PromotionGate, PromotionOverrides
+from service.orchestration.vector_stores import VectorStore
 from service.registry.models import ModelRegistry, bundle_digest
 from service.registry.tables import ModelVersion
 
@@ -71,7 +71,7 @@ class ModelSwitcher:
         self,
         gate: PromotionGate,
         engine: EmbeddingEngine,
-        indexes: NoteIndexes,
+        indexes: VectorStore,
         *,
         runtime_config: RuntimeConfig,
         model_name: str | None,
@@ -85,6 +85,9 @@ class ModelSwitcher:
         self._model_name = model_name
         self._poll_s = registry_poll_s
         self._lock = asyncio.Lock()
+        # Set when a promotion is announced (PostgreSQL NOTIFY): the follower looks at once.
+        self._announced = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def serving_name(self) -> str:
@@ -121,10 +124,26 @@ class ModelSwitcher:
                 self._swap(runtime)
             return promoted
 
+    def promotion_announced(self, model_name: str) -> None:
+        """A promotion of `model_name` was committed somewhere (called from the listener's
+        thread): wake the follower now instead of at its next poll."""
+        loop = self._loop
+        if model_name != self.serving_name or loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self._announced.set)
+
     async def follow_registry(self) -> None:
-        """Pick up promotions made elsewhere (the CLI, another replica) while running."""
+        """Pick up promotions made elsewhere (the CLI, another replica) while running: at once
+        when one is announced, and every `registry_poll_s` whatever happens (the fallback
+        when announcements are lost or the database has none)."""
+        self._loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(self._poll_s)
+            try:
+                await asyncio.wait_for(self._announced.wait(), self._poll_s)
+                log.info("a promotion of %s was announced; following it", self.serving_name)
+            except TimeoutError:
+                pass
+            self._announced.clear()
             try:
                 await self.sync_once()
             except (NotespaceError, BundleError, OSError) as exc:

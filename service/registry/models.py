@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from service.bundle import MANIFEST, Bundle
 from service.errors import Conflict, NotFound
 from service.registry.database import session_factory
+from service.registry.promotion_events import announce_promotion
 from service.registry.promotion_guard import (
     PromotionOutcome,
     PromotionPolicy,
@@ -236,6 +237,7 @@ class ModelRegistry:
                 target.status = ModelStatus.ACTIVE.value
                 target.activated_at = utcnow()
                 session.flush()
+                announce_promotion(session, target.name)  # sent to every replica on commit
                 return target
         except (IntegrityError, OperationalError):
             raise Conflict(

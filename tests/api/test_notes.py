@@ -45,6 +45,7 @@ def index(c: httpx.Client, notes: list[dict[str, object]]) -> list[str]:
     r = c.post("/notes", json={"notes": notes})
     assert r.status_code == 200, r.text
     assert r.json()["model"] == {"name": "tiny", "version": "1"}
+    assert r.headers["X-Notespace-Model"] == "tiny@1"
     return [x["status"] for x in r.json()["results"]]
 
 
@@ -56,7 +57,9 @@ def test_index_get_search_delete(c: httpx.Client) -> None:
 
     # A note's own text finds that note first.
     for i in (0, 7, 33):
-        r = c.post("/search", json={"query": TEXTS[i], "k": 5}).json()
+        response = c.post("/search", json={"query": TEXTS[i], "k": 5})
+        assert response.headers["X-Notespace-Model"] == "tiny@1"  # which model scored it
+        r = response.json()
         assert r["results"][0]["id"] == f"note-{i}"
         assert r["results"][0]["score"] > 0.999
         assert "text" not in r["results"][0] and "embedding" not in r["results"][0]
