@@ -89,6 +89,24 @@ class Settings(BaseSettings):
     index_threads: int = _setting(
         1, "FAISS OpenMP threads (one measured fastest on small servers)", ge=1
     )
+    vector_store: Literal["faiss", "pgvector"] = _setting(
+        "faiss",
+        "where note vectors are searched: faiss (in each process, checkpointed to index_dir) "
+        "or pgvector (in the PostgreSQL notes database; replicas hold no index)",
+    )
+    pgvector_hnsw_m: int = _setting(16, "pgvector: HNSW links per node (m)", ge=2, le=100)
+    pgvector_ef_construction: int = _setting(
+        64, "pgvector: HNSW candidate list while building (ef_construction)", ge=4, le=1000
+    )
+    pgvector_ef_search: int = _setting(
+        100, "pgvector: HNSW candidate list per search (hnsw.ef_search)", ge=1, le=1000
+    )
+    pgvector_exact_max_rows: int = _setting(
+        10_000,
+        "pgvector: a search whose filter matches at most this many notes scores them all "
+        "exactly instead of walking the HNSW graph",
+        ge=0,
+    )
 
     # -- promotion ------------------------------------------------------------------------
     promote_requires_complete_index: bool = _setting(
@@ -250,6 +268,15 @@ class Settings(BaseSettings):
     def _queue_holds_a_batch(self) -> Settings:
         if self.max_queue_tokens < self.max_batch_tokens:
             raise ValueError("max_queue_tokens must be at least max_batch_tokens")
+        return self
+
+    @model_validator(mode="after")
+    def _pgvector_needs_postgres(self) -> Settings:
+        if self.vector_store == "pgvector" and not self.database_url.startswith("postgresql"):
+            raise ValueError(
+                "vector_store pgvector keeps vectors in PostgreSQL: database_url must be a "
+                "postgresql:// URL"
+            )
         return self
 
     @model_validator(mode="after")

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from service.api.access import require
@@ -33,7 +34,7 @@ async def ready(_: StateDep) -> dict[str, str]:
 async def info(embedder: EmbedderDep, notes: NotesDep, settings: SettingsDep) -> dict[str, Any]:
     """The serving model and every limit the service enforces."""
     m = embedder.manifest
-    index = notes.index_state()
+    index = await run_in_threadpool(notes.index_state)  # pgvector: it asks the database
     return {
         "model": {
             "name": m.name,
@@ -71,7 +72,10 @@ async def info(embedder: EmbedderDep, notes: NotesDep, settings: SettingsDep) ->
             "rows": index.rows,
             "sequence_watermark": index.sequence_watermark,
             "opened_from": index.opened_from,
-            "snapshot": {
+            # pgvector keeps no checkpoint: the database's own durability stands for it.
+            "snapshot": None
+            if index.snapshot is None
+            else {
                 "state": "ok" if index.snapshot.healthy else "failing",
                 **{k: v for k, v in asdict(index.snapshot).items() if k != "healthy"},
             },

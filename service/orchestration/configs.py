@@ -5,6 +5,7 @@ from __future__ import annotations
 from service.index.faiss_index import IndexConfig
 from service.index.replay import ManagerConfig
 from service.inference.config import BatcherConfig, EngineConfig, RuntimeConfig, WindowConfig
+from service.registry.pgvector_store import PgvectorConfig
 from service.settings import Settings
 
 
@@ -51,4 +52,13 @@ def index_manager_config(settings: Settings) -> ManagerConfig:
         snapshot_every_s=settings.index_snapshot_every_s,
         snapshot_retry_s=settings.index_snapshot_retry_s,
         index=IndexConfig(kind=settings.index_kind, hnsw_min_rows=settings.index_hnsw_min_rows),
+    )
+
+
+def pgvector_config(settings: Settings) -> PgvectorConfig:
+    return PgvectorConfig(
+        hnsw_m=settings.pgvector_hnsw_m,
+        ef_construction=settings.pgvector_ef_construction,
+        ef_search=settings.pgvector_ef_search,
+        exact_max_rows=settings.pgvector_exact_max_rows,
     )

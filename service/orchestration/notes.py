@@ -16,10 +16,9 @@ from starlette.concurrency import run_in_threadpool
 
 from service.bundle import Manifest
 from service.errors import NotFound, NotReady
-from service.index.replay import ManagedIndex, SnapshotStatus
 from service.inference.engine import EmbeddingEngine
 from service.inference.runtime import ModelRuntime
-from service.orchestration.indexes import NoteIndexes
+from service.orchestration.vector_stores import IndexState, VectorStore, VersionVectors
 from service.registry.notes import NoteFilters, NoteInput, NoteMeta, NoteStore, UpsertOutcome
 
 # The value types of this layer's interface (api/ never imports the registry itself).
@@ -56,24 +55,14 @@ class IndexStats:
     memory_bytes: int
 
 
-@dataclass(frozen=True)
-class IndexState:
-    """The serving model's index and whether its checkpoints are being written (GET /info)."""
-
-    rows: int
-    sequence_watermark: int
-    opened_from: str
-    snapshot: SnapshotStatus
-
-
 class NoteService:
-    def __init__(self, store: NoteStore, indexes: NoteIndexes, engine: EmbeddingEngine) -> None:
+    def __init__(self, store: NoteStore, indexes: VectorStore, engine: EmbeddingEngine) -> None:
         self.store = store
         self.indexes = indexes
         self._engine = engine
         self._write_lock = threading.Lock()  # commit + catch-up, one writer at a time
 
-    def serving(self) -> tuple[ModelRuntime, ManagedIndex]:
+    def serving(self) -> tuple[ModelRuntime, VersionVectors]:
         """The model serving now and its index, taken together for one request."""
         runtime = self._engine.serving()
         index = self.indexes.get(runtime.version_id) if runtime.version_id is not None else None
@@ -147,13 +136,8 @@ class NoteService:
                 )
             exclude, vector = found
             query = vector.reshape(1, -1)
-        allowed = (
-            None if filters.is_empty() else await run_in_threadpool(self.store.filter_ids, filters)
-        )
-        if allowed is not None and allowed.size == 0:
-            return [], runtime.manifest
         wanted = k + (1 if exclude is not None else 0)
-        result = await run_in_threadpool(index.search, query, wanted, allowed)
+        result = await run_in_threadpool(index.search, query, wanted, filters)
         hits = [(rid, score) for rid, score in result.hits(0) if rid != exclude][:k]
         metas = await run_in_threadpool(self.store.metadata_for, [rid for rid, _ in hits])
         return [SearchHit(metas[rid], score) for rid, score in hits if rid in metas], (
@@ -164,26 +148,19 @@ class NoteService:
         runtime, index = self.serving()
         assert runtime.version_id is not None
         live, covered = await run_in_threadpool(self.store.vectors.counts, runtime.version_id)
-        stats = index.stats()
+        stats = await run_in_threadpool(index.stats)
         return IndexStats(
             model=runtime.manifest.ref,
             live_notes=live,
             notes_with_vectors=covered,
-            index_rows=stats.live_rows,
+            index_rows=stats.rows,
             kind=stats.kind,
-            sequence_watermark=index.sequence_watermark,
-            memory_bytes=stats.faiss_bytes + stats.id_map_bytes,
+            sequence_watermark=stats.sequence_watermark,
+            memory_bytes=stats.memory_bytes,
         )
 
     def index_state(self) -> IndexState | None:
         """The serving model's index, or None while it is not open."""
         version_id = self._engine.serving().version_id
         index = self.indexes.get(version_id) if version_id is not None else None
-        if index is None:
-            return None
-        return IndexState(
-            rows=len(index.index),
-            sequence_watermark=index.sequence_watermark,
-            opened_from=index.opened_from,
-            snapshot=index.snapshot_status(),
-        )
+        return None if index is None else index.state()

@@ -6,13 +6,17 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from sqlalchemy import Engine
+
 from service.index.replay import snapshot_path
 from service.index.snapshot import SnapshotInvalid, read_header
-from service.orchestration.configs import index_manager_config, runtime_config
-from service.orchestration.indexes import NoteIndexes, index_ref
+from service.orchestration.configs import pgvector_config, runtime_config
+from service.orchestration.indexes import index_ref
 from service.orchestration.serving import load_runtime
+from service.orchestration.vector_stores import open_vector_store
 from service.registry.database import make_engine
 from service.registry.notes import NoteStore
+from service.registry.pgvector_store import PgvectorStore
 from service.registry.tables import ModelVersion
 from service.settings import Settings
 
@@ -34,11 +38,14 @@ def rebuild_index(
     batch_notes: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> RebuildResult:
-    """Embed every live note lacking a current vector under `row`, then checkpoint its index."""
+    """Embed every live note lacking a current vector under `row`, then checkpoint its index
+    (FAISS: write its snapshot; pgvector: build the version partition's HNSW index)."""
     engine = make_engine(settings.database_url)
-    store = NoteStore(engine, store_text=settings.store_note_text)
+    store, vector_store = open_vector_store(settings, engine)
     # Offline: no query lane, no warm-up batches.
     runtime = load_runtime(row, replace(runtime_config(settings), query_lane=False, warmup=False))
+    dim = runtime.manifest.embedding_dim
+    vector_store.prepare(row.id, dim)
     live, covered = store.vectors.counts(row.id)
     todo, done, without_text = live - covered, 0, 0
     for batch in store.vectors.missing(row.id, batch_notes):
@@ -54,29 +61,30 @@ def rebuild_index(
         done += len(batch)
         if progress is not None:
             progress(done, todo)
-    indexes = NoteIndexes(store, index_manager_config(settings))
-    index = indexes.open(row.id, row.ref, runtime.manifest.embedding_dim)
-    index.snapshot()
+    index = vector_store.open(row.id, row.ref, dim)
+    index.save()
+    stats = index.stats()
     live, covered = store.vectors.counts(row.id)
     engine.dispose()
     return RebuildResult(
         embedded=done - without_text,
         without_text=without_text,
         live_notes=live,
-        index_rows=len(index.index),
-        watermark=index.sequence_watermark,
+        index_rows=stats.rows,
+        watermark=stats.sequence_watermark,
     )
 
 
 @dataclass(frozen=True)
 class Coverage:
-    """One version's vectors against the stored notes, and its snapshot on disk."""
+    """One version's vectors against the stored notes, and its snapshot on disk (FAISS) or
+    its partition of `note_embeddings` (pgvector, always at the log's newest sequence)."""
 
     model: str
     status: str
     live_notes: int
     notes_with_vectors: int
-    snapshot_rows: int | None  # None: no readable snapshot
+    snapshot_rows: int | None  # None: no readable snapshot (no partition)
     snapshot_watermark: int | None
 
     @property
@@ -90,13 +98,27 @@ def coverage_report(settings: Settings, rows: Sequence[ModelVersion]) -> list[Co
     report: list[Coverage] = []
     for row in rows:
         live, covered = store.vectors.counts(row.id)
-        path = snapshot_path(settings.index_dir, index_ref(row.ref, row.id))
-        try:
-            header = read_header(path)
-            count: int | None = header.count
-            watermark: int | None = header.sequence_watermark
-        except (SnapshotInvalid, OSError):
-            count = watermark = None
+        if settings.vector_store == "pgvector":
+            count, watermark = _partition_rows(settings, store, engine, row.id)
+        else:
+            count, watermark = _snapshot_rows(settings, row)
         report.append(Coverage(row.ref, row.status, live, covered, count, watermark))
     engine.dispose()
     return report
+
+
+def _snapshot_rows(settings: Settings, row: ModelVersion) -> tuple[int | None, int | None]:
+    try:
+        header = read_header(snapshot_path(settings.index_dir, index_ref(row.ref, row.id)))
+    except (SnapshotInvalid, OSError):
+        return None, None
+    return header.count, header.sequence_watermark
+
+
+def _partition_rows(
+    settings: Settings, store: NoteStore, engine: Engine, version_id: int
+) -> tuple[int | None, int | None]:
+    partition = PgvectorStore(engine, pgvector_config(settings)).stats(version_id)
+    if partition is None:
+        return None, None
+    return partition.rows, store.vectors.max_sequence()

@@ -41,13 +41,13 @@ from service.orchestration.serving import (
     load_runtime,
     resolve_serving_version,
 )
+from service.orchestration.vector_stores import VectorStore, open_vector_store
 from service.registry.audit import AuditLog
 from service.registry.database import SchemaError, check_schema, make_engine
 from service.registry.keys import KeyStore
 from service.registry.models import ModelRegistry
 from service.registry.promotion_events import PromotionListener
 from service.registry.quota_state import QuotaState
-from service.orchestration.vector_stores import VectorStore, open_vector_store
 from service.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -20,6 +20,19 @@ from service.registry.tables import IndexSequence, Note, NoteVector
 Vector = npt.NDArray[np.float32]
 
 
+class VectorTable(Protocol):
+    """A searchable copy of the vectors in this database (the pgvector store), written in the
+    same transaction as the log, so a vector is searchable exactly when its note is committed."""
+
+    def put(self, session: Session, rows: Sequence[tuple[int, int, Vector]]) -> None:
+        """Insert or replace (note id, model version id, vector) rows."""
+        ...
+
+    def remove(self, session: Session, rows: Sequence[tuple[int, int]]) -> None:
+        """Drop (note id, model version id) rows."""
+        ...
+
+
 class HasKeyAndDigest(Protocol):
     @property
     def key(self) -> str: ...
@@ -79,9 +92,10 @@ def put_vector(
 
 
 class VectorLog:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, table: VectorTable | None = None) -> None:
         self._read = session_factory(engine)
         self._write = session_factory(engine, writer=True)
+        self.table = table
 
     def needs_vector(self, notes: Sequence[HasKeyAndDigest], model_version_id: int) -> list[bool]:
         """Which notes must be embedded: new, changed text, or no vector for this model."""
@@ -143,6 +157,8 @@ class VectorLog:
                     vector=vector,
                     digest=digest,
                 )
+            if self.table is not None:
+                self.table.put(session, [(rid, model_version_id, v) for rid, _, v in current])
             return len(current)
 
     def vector_of(self, key: str, model_version_id: int) -> tuple[int, Vector] | None:

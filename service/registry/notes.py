@@ -21,7 +21,13 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from service.errors import Conflict
 from service.registry.database import session_factory
-from service.registry.note_vectors import Vector, VectorLog, put_vector, take_sequence
+from service.registry.note_vectors import (
+    Vector,
+    VectorLog,
+    VectorTable,
+    put_vector,
+    take_sequence,
+)
 from service.registry.tables import Note, NoteVector, utcnow
 
 MetadataValue = str | int | float | bool | None
@@ -99,12 +105,14 @@ class UpsertOutcome:
 
 
 class NoteStore:
-    def __init__(self, engine: Engine, *, store_text: bool) -> None:
+    def __init__(
+        self, engine: Engine, *, store_text: bool, vector_table: VectorTable | None = None
+    ) -> None:
         self._read = session_factory(engine)
         self._write = session_factory(engine, writer=True)
         self._dialect = engine.dialect.name
         self.store_text = store_text
-        self.vectors = VectorLog(engine)
+        self.vectors = VectorLog(engine, vector_table)
 
     # -- writes ----------------------------------------------------------------------------
     def upsert(
@@ -163,12 +171,15 @@ class NoteStore:
                 )
             ]
             sequence = take_sequence(session, len(touched))
+            searchable: list[tuple[int, int, Vector]] = []
+            stale: list[tuple[int, int]] = []
             for offset, (note, item, model_id) in enumerate(touched):
                 seq = sequence - len(touched) + 1 + offset
                 row = vector_rows.get((note.id, model_id))
                 if model_id != model_version_id:
                     assert row is not None  # _models_to_touch lists only existing rows
                     row.seq, row.vector = seq, None  # stale under the other model now
+                    stale.append((note.id, model_id))
                     continue
                 if row is not None and row.vector is not None and row.text_sha256 == item.digest:
                     continue  # metadata-only change: the vector stands
@@ -186,6 +197,10 @@ class NoteStore:
                     vector=vector,
                     digest=item.digest,
                 )
+                searchable.append((note.id, model_id, vector))
+            if self.vectors.table is not None:
+                self.vectors.table.remove(session, stale)
+                self.vectors.table.put(session, searchable)
         return UpsertOutcome(statuses=statuses)
 
     def delete(self, key: str) -> bool:
@@ -201,6 +216,8 @@ class NoteStore:
             for offset, row in enumerate(rows):
                 row.seq = sequence - len(rows) + 1 + offset
                 row.vector = None
+            if self.vectors.table is not None:
+                self.vectors.table.remove(session, [(r.note_id, r.model_version_id) for r in rows])
             note.text = None
             note.extra = None
             note.deleted_at = note.updated_at = utcnow()
@@ -222,20 +239,26 @@ class NoteStore:
             return {n.id: NoteMeta.of(n) for n in notes}
 
     def filter_ids(self, filters: NoteFilters) -> npt.NDArray[np.int64]:
-        conditions: list[ColumnElement[bool]] = [Note.deleted_at.is_(None)]
-        if filters.categories:
-            conditions.append(Note.category.in_(list(filters.categories)))
-        if filters.sources:
-            conditions.append(Note.source.in_(list(filters.sources)))
-        if filters.time_from is not None:
-            conditions.append(Note.note_time >= filters.time_from)
-        if filters.time_to is not None:
-            conditions.append(Note.note_time <= filters.time_to)
-        for key, value in (filters.metadata or {}).items():
-            conditions.append(_metadata_equals(key, value, self._dialect))
+        conditions = filter_conditions(filters, self._dialect)
         with self._read() as session:
             ids = session.scalars(select(Note.id).where(*conditions)).all()
         return np.asarray(ids, dtype=np.int64)
+
+
+def filter_conditions(filters: NoteFilters, dialect: str) -> list[ColumnElement[bool]]:
+    """The WHERE clause of live notes matching `filters`, on the `notes` table."""
+    conditions: list[ColumnElement[bool]] = [Note.deleted_at.is_(None)]
+    if filters.categories:
+        conditions.append(Note.category.in_(list(filters.categories)))
+    if filters.sources:
+        conditions.append(Note.source.in_(list(filters.sources)))
+    if filters.time_from is not None:
+        conditions.append(Note.note_time >= filters.time_from)
+    if filters.time_to is not None:
+        conditions.append(Note.note_time <= filters.time_to)
+    for key, value in (filters.metadata or {}).items():
+        conditions.append(_metadata_equals(key, value, dialect))
+    return conditions
 
 
 def _models_to_touch(
