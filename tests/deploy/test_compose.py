@@ -17,7 +17,7 @@ from service.settings import Settings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / "deploy" / ".env.example"
-PROFILES = ["", "cpu", "gpu", "tls", "train", "cli"]
+PROFILES = ["", "cpu", "gpu", "tls", "replicated", "train", "cli"]
 
 
 def compose_command() -> list[str] | None:
@@ -116,6 +116,23 @@ def test_cpu_and_gpu_are_alternatives(spec: dict[str, Any]) -> None:
     assert "onnxruntime-gpu" in gpu["build"]["args"]["ONNXRUNTIME"]
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device["capabilities"] == ["gpu"]
+
+
+def test_replicated_profile_runs_replicas_behind_the_proxy(spec: dict[str, Any]) -> None:
+    services = spec["services"]
+    replicated = services["service-replicated"]
+    assert replicated["profiles"] == ["replicated"]
+    assert replicated["deploy"]["replicas"] == "${DEPLOY_REPLICAS:-3}"
+    # Reached through the proxy only: no host port a second replica would collide on.
+    assert replicated["ports"] == []
+    assert "replicated" in services["tls"]["profiles"]
+    assert replicated["networks"]["frontend"]["aliases"] == ["notespace"]  # nginx's upstream
+    # Shared quotas are required, and no two replicas write one FAISS snapshot folder.
+    assert replicated["environment"]["NOTESPACE_QUOTA_STORE"] == "database"
+    assert "/var/lib/notespace/index" in replicated["tmpfs"]
+    assert not any("index:" in v for v in replicated["volumes"])
+    assert replicated["depends_on"] == services["service"]["depends_on"]
+    assert replicated["read_only"] is True and replicated["user"] == "10001:10001"
 
 
 def test_migrate_is_one_shot_and_train_runs_the_training_cli(spec: dict[str, Any]) -> None:
