@@ -109,3 +109,27 @@ def test_resume_reproduces_an_uninterrupted_run(tiny_bert: Path, tmp_path: Path)
     assert (
         json.loads((resumed.final_dir / "lineage.json").read_text())["eval_metrics"]["steps"] == 3
     )
+
+
+def test_an_untrained_mlm_head_is_not_saved(tiny_bert: Path, tmp_path: Path) -> None:
+    # A sentence-transformers-like base (no MLM head): DeCLUTR's "auto" MLM weight is 0, so
+    # the head never trains; the final model must not carry its random weights as if trained,
+    # or a category run started from it would switch the MLM term on.
+    from transformers import AutoModel
+
+    from training.runs.model import load_encoder
+
+    bare = tmp_path / "bare"
+    AutoModel.from_pretrained(tiny_bert).save_pretrained(bare)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (tiny_bert / name).is_file():
+            (bare / name).write_bytes((tiny_bert / name).read_bytes())
+    first = train(make_config(bare, tmp_path / "declutr", "declutr"), progress=False)
+    assert first.mlm_weight == 0
+    assert load_encoder(first.final_dir).fresh_head
+    second = train(make_config(first.final_dir, tmp_path / "category", "category"), progress=False)
+    assert second.mlm_weight == 0
+
+    # A base whose MLM head is real keeps it (and the MLM term).
+    mlm = train(make_config(tiny_bert, tmp_path / "mlm", "mlm"), progress=False)
+    assert not load_encoder(mlm.final_dir).fresh_head

@@ -19,7 +19,7 @@ import torch
 
 from training.errors import TrainingConfigError
 from training.runs.lineage import read_lineage, write_lineage
-from training.runs.model import load_encoder
+from training.runs.model import load_encoder, save_model
 
 ST_CONFIG = "sentence_bert_config.json"
 
@@ -66,8 +66,7 @@ def interpolate(
         raise TrainingConfigError(f"{out_dir} already exists: choose another --out")
     staging = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
-    adapted.model.save_pretrained(staging)
-    adapted.tokenizer.save_pretrained(staging)
+    save_model(adapted, staging, head_trained=False)  # mixing trains nothing
     for name in (ST_CONFIG, "config.yaml"):
         if (adapted_dir / name).is_file():
             shutil.copyfile(adapted_dir / name, staging / name)

@@ -25,7 +25,7 @@ from training.runs.checkpoint import (
 )
 from training.runs.config import RunConfig, dump_config
 from training.runs.lineage import write_lineage
-from training.runs.model import load_encoder, pick_device
+from training.runs.model import load_encoder, pick_device, save_model
 from training.runs.prepare import Prepared, prepare
 from training.runs.runner import (
     Runner,
@@ -270,8 +270,7 @@ def train(config: RunConfig, *, resume: bool = False, progress: bool = True) -> 
 def _save_final(config: RunConfig, prepared: Prepared, result: RunResult) -> None:
     final = result.final_dir
     final.mkdir(parents=True, exist_ok=True)
-    prepared.model.model.save_pretrained(final)
-    prepared.model.tokenizer.save_pretrained(final)
+    save_model(prepared.model, final, head_trained=prepared.mlm_weight > 0)
     (final / CONFIG_FILE).write_text(dump_config(config), encoding="utf-8")
     st_config = prepared.base_dir / ST_CONFIG
     if st_config.is_file():

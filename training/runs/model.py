@@ -85,6 +85,15 @@ def load_encoder(base: Path) -> EncoderWithHead:
     return EncoderWithHead(model, tokenizer, encoder, head, int(config.hidden_size), fresh)
 
 
+def save_model(model: EncoderWithHead, out: Path, *, head_trained: bool) -> None:
+    """Write model + tokenizer for `from_pretrained`. A masked-LM head that started fresh and
+    never trained (MLM weight 0) is left out: saved, its random weights would look like a
+    trained head to the next run, whose MLM weight "auto" would then turn the MLM term on."""
+    keep_head = head_trained or not model.fresh_head
+    (model.model if keep_head else model.encoder).save_pretrained(out)
+    model.tokenizer.save_pretrained(out)
+
+
 def frozen_copy(encoder: nn.Module) -> nn.Module:
     """A copy of the encoder that never trains: the teacher of the distillation term."""
     import copy
