@@ -25,6 +25,11 @@ class ExportPrecision(StrEnum):
     FP16 = "fp16"
 
 
+class GateSplit(StrEnum):
+    TEST = "test"
+    VAL = "val"
+
+
 _PRECISIONS: dict[ExportPrecision, Precision] = {
     ExportPrecision.FP32: "fp32",
     ExportPrecision.INT8: "int8",
@@ -356,6 +361,13 @@ def int8_gate(
     ] = 0.005,
     threads: Annotated[int, typer.Option(help="CPU threads")] = 2,
     cache_dir: Annotated[Path | None, typer.Option(help="suite embedding cache")] = None,
+    split: Annotated[
+        GateSplit,
+        typer.Option(
+            help="test: the gate, recorded in the manifest; val: to choose export settings "
+            "(e.g. --selection-margin) without looking at test, recorded nowhere"
+        ),
+    ] = GateSplit.TEST,
 ) -> None:
     """The int8 gate's downstream part: frozen few-shot macro-F1 of the int8 bundle against its
     fp32 bundle on every classification task, written to the int8 manifest; exit 1 if short."""
@@ -371,6 +383,7 @@ def int8_gate(
         margin=margin,
         threads=threads,
         cache_dir=cache_dir,
+        split=split.value,
     )
     for task in check["tasks"]:
         typer.echo(

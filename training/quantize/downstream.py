@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from service.bundle import MANIFEST, load_bundle, write_manifest
 
@@ -74,9 +74,12 @@ def run_downstream_gate(
     margin: float = MARGIN,
     threads: int = 2,
     cache_dir: Path | None = None,
+    split: Literal["test", "val"] = "test",
 ) -> dict[str, Any]:
-    """Run `suite` on the fp32 and int8 bundles (test split), record the check in the int8
-    bundle's manifest and return it."""
+    """Run `suite` on the fp32 and int8 bundles and return the check. On the test split the
+    check is the gate and is recorded in the int8 bundle's manifest; on the validation split it
+    only informs a choice (e.g. export --selection-margin) and is recorded nowhere, so the test
+    split is looked at once, for the bundle finally chosen."""
     from training.evaluate.suite.runner import RunConfig, run_suite
 
     report = run_suite(
@@ -84,7 +87,9 @@ def run_downstream_gate(
         suite,
         RunConfig(data_root=data_root, threads=threads, cache_dir=cache_dir, plots=False),
         out_dir,
+        split=split,
     )
     check = downstream_check(report, "fp32", "int8", margin)
-    record_downstream(int8_dir, check)
+    if split == "test":
+        record_downstream(int8_dir, check)
     return check
