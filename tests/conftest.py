@@ -23,6 +23,10 @@ from service.inference.config import RuntimeConfig
 from service.orchestration.configs import runtime_config
 from service.server import server_config
 from service.settings import Settings
+from tests.support.pgvector_server import (  # noqa: F401 - fixtures for every test folder
+    pgvector_database_url,
+    pgvector_server,
+)
 from tests.support.tiny_model import build_tiny_encoder
 
 TINY_WINDOW_TOKENS = 32  # small windows so short test notes exercise chunking

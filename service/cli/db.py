@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from service.cli.common import DatabaseOption, database_url
+from service.cli.common import DatabaseOption, database_url, fail, settings
 
 app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
 
@@ -16,10 +16,22 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="target revision")] = "head",
     url: DatabaseOption = None,
 ) -> None:
-    """Apply migrations up to REVISION (default: the newest)."""
-    from service.registry.database import upgrade
+    """Apply migrations up to REVISION (default: the newest); with NOTESPACE_VECTOR_STORE=
+    pgvector, also check the pgvector extension (one clear line if it is missing)."""
+    from service.orchestration.configs import pgvector_config
+    from service.registry.database import make_engine, upgrade
+    from service.registry.pgvector_store import PgvectorMissing, PgvectorStore
 
-    upgrade(database_url(url), revision)
+    config = settings(database_url=url)
+    upgrade(config.database_url, revision)
+    if config.vector_store == "pgvector":
+        engine = make_engine(config.database_url)
+        try:
+            PgvectorStore(engine, pgvector_config(config)).ensure_schema()
+        except PgvectorMissing as exc:
+            raise fail(str(exc)) from None
+        finally:
+            engine.dispose()
     typer.echo(f"database at {revision}")
 
 

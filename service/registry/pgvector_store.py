@@ -21,7 +21,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Engine, bindparam, cast, column, func, select, table, text
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Float,
+    bindparam,
+    cast,
+    column,
+    func,
+    select,
+    table,
+    text,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.types import UserDefinedType
 
@@ -184,12 +195,7 @@ class PgvectorStore:
         with self._read() as session, session.begin():
             exact = self._matches_at_most(session, conditions, self.config.exact_max_rows)
             if not exact:
-                session.execute(
-                    select(
-                        func.set_config("hnsw.ef_search", str(self.config.ef_search), True),
-                        func.set_config("hnsw.iterative_scan", "relaxed_order", True),
-                    )
-                )
+                self._walk_the_graph(session)
             for row, query in enumerate(queries):
                 found = session.execute(
                     self._statement(model_version_id, dim, query, k, conditions, exact=exact)
@@ -197,6 +203,18 @@ class PgvectorStore:
                 for rank, (note_id, distance) in enumerate(found):
                     ids[row, rank], scores[row, rank] = int(note_id), -float(distance)
         return SearchResult(scores=scores, ids=ids)
+
+    def _walk_the_graph(self, session: Session) -> None:
+        """Settings for this transaction only: iterative scans keep walking until k rows pass
+        the filter, and sorting is priced out so the planner takes the ordered HNSW scan we
+        chose rather than a join-then-sort it may misjudge as cheaper."""
+        session.execute(
+            select(
+                func.set_config("hnsw.ef_search", str(self.config.ef_search), True),
+                func.set_config("hnsw.iterative_scan", "relaxed_order", True),
+                func.set_config("enable_sort", "off", True),
+            )
+        )
 
     def _matches_at_most(
         self, session: Session, conditions: list[ColumnElement[bool]], limit: int
@@ -220,10 +238,14 @@ class PgvectorStore:
         if exact:
             # Not the indexed expression (embedding::halfvec(dim)), so the planner scores
             # every filtered row instead of walking the graph.
-            distance = embedding.op("<#>")(bindparam("query", query, type_=HalfVec()))
+            distance = embedding.op("<#>", return_type=Float())(
+                bindparam("query", query, type_=HalfVec())
+            )
         else:
             indexed = cast(embedding, HalfVec(dim))
-            distance = indexed.op("<#>")(bindparam("query", query, type_=HalfVec(dim)))
+            distance = indexed.op("<#>", return_type=Float())(
+                bindparam("query", query, type_=HalfVec(dim))
+            )
         nearest = (
             select(_embeddings.c.note_id, distance.label("distance"))
             .join(Note, Note.id == _embeddings.c.note_id)
@@ -233,9 +255,10 @@ class PgvectorStore:
         )
         if exact:
             return nearest
-        # relaxed_order may return the k rows slightly out of order: sort them again.
+        # relaxed_order may return the k rows slightly out of order: sort them again, by an
+        # expression the planner cannot see is already "sorted" (pgvector's own advice).
         hits = nearest.cte("hits").prefix_with("MATERIALIZED")
-        return select(hits.c.note_id, hits.c.distance).order_by(hits.c.distance)
+        return select(hits.c.note_id, hits.c.distance).order_by(hits.c.distance + 0)
 
     def stats(self, model_version_id: int) -> PartitionStats | None:
         """The version's partition (None: it has none yet). Counts its rows: seconds at
