@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 
 class PgvectorServer:
@@ -43,7 +44,8 @@ class PgvectorServer:
     def database(self, *, migrate: bool = True) -> Iterator[str]:
         from service.registry.database import upgrade
 
-        admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT")
+        # No pool: a test may stop and start the server while the database exists.
+        admin = create_engine(self.admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
         name = f"notespace_pgv_{uuid.uuid4().hex[:12]}"
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
