@@ -4,7 +4,9 @@
 * api/ talks to the orchestration layer, never to registry/, index/ or inference/;
 * below the orchestration layer nothing takes the whole `Settings` (small configs instead),
   and no layer imports one above it;
-* training uses the service only through the named contract modules.
+* training uses the service only through the named contract modules;
+* Ray (the optional [ray] extra) is imported by one module, which only `index rebuild --ray`
+  imports, so the serving path loads without it.
 """
 
 from __future__ import annotations
@@ -124,6 +126,32 @@ def test_serving_modules_load_without_torch() -> None:
     code = (
         "import sys, service.app, service.cli, service.bundle;"
         "bad = {'torch', 'transformers', 'training'} & set(sys.modules);"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# The one module that imports Ray, and the one that may import it (inside the command).
+RAY_MODULE = "service.orchestration.ray_rebuild"
+RAY_IMPORTERS = {RAY_MODULE, "service.orchestration.rebuild"}
+
+
+def test_ray_is_imported_by_its_own_module_only() -> None:
+    offenders = sorted(
+        f"{module_name(path)} imports {name}"
+        for path in SERVICE.rglob("*.py")
+        for name in imports(path)
+        if (within(name, "ray") and module_name(path) != RAY_MODULE)
+        or (within(name, RAY_MODULE) and module_name(path) not in RAY_IMPORTERS)
+    )
+    assert offenders == []
+
+
+def test_serving_modules_load_without_ray() -> None:
+    # With Ray installed (the dev extra has it), the serving path must still not load it.
+    code = (
+        "import sys, service.app, service.server, service.cli, service.orchestration.rebuild;"
+        "bad = {'ray', 'service.orchestration.ray_rebuild'} & set(sys.modules);"
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -27,16 +29,51 @@ def index_rebuild(
         str | None, typer.Option("--model", help="NAME@VERSION or id [default: the active model]")
     ] = None,
     batch_notes: Annotated[int, typer.Option(help="notes embedded per step", min=1)] = 64,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            help="embed on Ray: a cluster address (ray://HEAD:10001 or HEAD:6379), or auto "
+            "(this machine's cluster, else a local one); needs the [ray] extra",
+        ),
+    ] = None,
+    ray_actors: Annotated[
+        int, typer.Option(help="with --ray: ONNX Runtime actors (model copies)", min=1)
+    ] = 2,
+    ray_cpus_per_actor: Annotated[
+        int, typer.Option(help="with --ray: CPUs (inference threads) per actor", min=1)
+    ] = 1,
+    range_notes: Annotated[
+        int,
+        typer.Option(help="with --ray: row ids per range (the unit of work and of resume)", min=1),
+    ] = 512,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="with --ray: file recording finished ranges [default: in the index dir]"),
+    ] = None,
     url: DatabaseOption = None,
 ) -> None:
     """Re-embed stored notes with a model version and write its index snapshot.
 
     Runs beside a serving service (it only adds vectors for that version); a promotion can
-    then wait for the index to be complete.
+    then wait for the index to be complete. With --ray the notes are embedded by a Ray actor
+    pool and a stopped run goes on from the ranges it recorded; the vectors are the same.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from service.orchestration.rebuild import rebuild_index
+    from service.orchestration.rebuild import RayRebuild, rebuild_index
+
+    ray = None
+    if ray_address is not None:
+        if importlib.util.find_spec("ray") is None:
+            raise fail("--ray needs Ray: pip install 'notespace[ray]'")
+        ray = RayRebuild(
+            address=ray_address,
+            actors=ray_actors,
+            cpus_per_actor=ray_cpus_per_actor,
+            range_notes=range_notes,
+            checkpoint=checkpoint,
+        )
 
     config = settings(**({"database_url": url} if url else {}))
     registry = open_registry(url)
@@ -54,7 +91,7 @@ def index_rebuild(
         def report(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        result = clean(lambda: rebuild_index(config, row, batch_notes, report))
+        result = clean(lambda: rebuild_index(config, row, batch_notes, report, ray=ray))
     typer.echo(
         f"{row.ref}: embedded {result.embedded} notes, index holds {result.index_rows} of "
         f"{result.live_notes} notes (watermark {result.watermark})"

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, and_, func, or_, select, update
+from sqlalchemy import Engine, and_, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from service.index.replay import RowBatch
@@ -200,11 +200,17 @@ class VectorLog:
         return int(live), int(covered)
 
     def missing(
-        self, model_version_id: int, batch_rows: int
+        self,
+        model_version_id: int,
+        batch_rows: int,
+        *,
+        id_range: tuple[int, int] | None = None,
     ) -> Iterator[list[tuple[int, str | None, str]]]:
-        """Live notes without a current vector under a model: (row id, text, digest) batches.
+        """Live notes without a current vector under a model: (row id, text, digest) batches,
+        optionally only those with `first <= row id <= last` (a distributed rebuild's share).
         Text is None when the note was stored without it."""
-        after = 0
+        after = id_range[0] - 1 if id_range is not None else 0
+        last = id_range[1] if id_range is not None else None
         while True:
             with self._read() as session:
                 rows = session.execute(
@@ -219,6 +225,7 @@ class VectorLog:
                     .where(
                         Note.deleted_at.is_(None),
                         Note.id > after,
+                        Note.id <= last if last is not None else true(),
                         or_(
                             NoteVector.note_id.is_(None),
                             NoteVector.vector.is_(None),
@@ -232,6 +239,12 @@ class VectorLog:
                 return
             yield [(int(r[0]), r[1], r[2]) for r in rows]
             after = int(rows[-1][0])
+
+    def note_id_bounds(self) -> tuple[int, int] | None:
+        """The lowest and highest row id of any note (live or deleted), or None when empty."""
+        with self._read() as session:
+            low, high = session.execute(select(func.min(Note.id), func.max(Note.id))).one()
+        return None if low is None else (int(low), int(high))
 
     def max_sequence(self) -> int:
         with self._read() as session:
