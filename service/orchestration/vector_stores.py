@@ -9,6 +9,7 @@ each commit; pgvector filters in the search statement itself and is current by c
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,6 +23,8 @@ from service.orchestration.indexes import NoteIndexes
 from service.registry.notes import NoteFilters, NoteStore
 from service.registry.pgvector_store import PartitionStats, PgvectorStore
 from service.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -211,6 +214,13 @@ class PgvectorVectorStore:
         self._pgvector.ensure_partition(version_id, dim, with_index=False)
 
     def open(self, version_id: int, model_ref: str, dim: int) -> VersionVectors:
+        # Vectors the log holds but the partition lacks (a database that ran the FAISS store
+        # until now) are copied before the index is built, so switching stores needs no
+        # re-embedding.
+        self._pgvector.ensure_partition(version_id, dim, with_index=False)
+        copied = self._pgvector.copy_from_log(version_id, dim)
+        if copied:
+            log.info("copied %d vectors of %s from the vector log into pgvector", copied, model_ref)
         self._pgvector.ensure_partition(version_id, dim)
         vectors = PgvectorVersionVectors(self._pgvector, self._store, version_id, dim)
         self._open[version_id] = vectors

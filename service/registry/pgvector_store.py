@@ -23,11 +23,13 @@ from typing import Any
 import numpy as np
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Engine,
     Float,
     bindparam,
     cast,
     column,
+    exists,
     func,
     select,
     table,
@@ -38,8 +40,9 @@ from sqlalchemy.types import UserDefinedType
 
 from service.index.base import MISSING_ID, SearchResult, Vectors
 from service.registry.database import SchemaError, session_factory
+from service.registry.note_vectors import decode_vectors
 from service.registry.notes import NoteFilters, filter_conditions
-from service.registry.tables import Note
+from service.registry.tables import Note, NoteVector
 
 PARENT_TABLE = "note_embeddings"
 
@@ -153,8 +156,39 @@ class PgvectorStore:
                     )
                 )
 
+    def copy_from_log(self, model_version_id: int, dim: int, batch_rows: int = 4096) -> int:
+        """Copy the version's current vectors from the vector log (note_vectors) that its
+        partition lacks: a database that ran the FAISS store before switching, or a partition
+        dropped by hand. Returns rows copied; 0 (one probe) when nothing is missing."""
+        copied, after = 0, 0
+        while True:
+            with self._engine.begin() as connection:
+                rows = connection.execute(
+                    select(NoteVector.note_id, NoteVector.vector)
+                    .where(
+                        NoteVector.model_version_id == model_version_id,
+                        NoteVector.vector.is_not(None),
+                        NoteVector.note_id > after,
+                        ~exists().where(
+                            _embeddings.c.model_version_id == model_version_id,
+                            _embeddings.c.note_id == NoteVector.note_id,
+                        ),
+                    )
+                    .order_by(NoteVector.note_id)
+                    .limit(batch_rows)
+                ).all()
+                if not rows:
+                    return copied
+                vectors = decode_vectors([r[1] for r in rows if r[1] is not None], dim)
+                self.put(
+                    connection,
+                    [(int(r[0]), model_version_id, v) for r, v in zip(rows, vectors, strict=True)],
+                )
+            copied += len(rows)
+            after = int(rows[-1][0])
+
     # -- writes, inside the caller's transaction ---------------------------------------------
-    def put(self, session: Session, rows: Sequence[tuple[int, int, Vectors]]) -> None:
+    def put(self, session: Session | Connection, rows: Sequence[tuple[int, int, Vectors]]) -> None:
         """Insert or replace (note id, model version id, vector) rows."""
         if not rows:
             return

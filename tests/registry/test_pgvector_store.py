@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from service.bundle import load_bundle
 from service.errors import Conflict
+from service.orchestration.vector_stores import PgvectorVectorStore
 from service.registry.database import downgrade, make_engine, upgrade
 from service.registry.models import ModelRegistry
 from service.registry.notes import NoteFilters, NoteInput, NoteStore, filter_conditions
@@ -243,3 +244,23 @@ def test_missing_extension_is_one_clear_line() -> None:
             "pgvector extension not installed in this database (install pgvector on the server, "
             "then run `notespace db upgrade`)"
         ]
+
+
+def test_switching_from_faiss_copies_the_logged_vectors(
+    setup: tuple[Engine, PgvectorStore, NoteStore, int],
+) -> None:
+    """Notes written while the service ran the FAISS store are in the vector log only; opening
+    the version under pgvector copies them into its partition, no re-embedding."""
+    engine, pgvector, _, version = setup
+    faiss_era = NoteStore(engine, store_text=True)  # no vector table: the FAISS store's writes
+    vectors = unit(np.random.default_rng(3), 5)
+    notes = [NoteInput(f"n{i}", f"text {i}") for i in range(5)]
+    faiss_era.upsert(notes, {n.key: v for n, v in zip(notes, vectors, strict=True)}, version)
+    assert embeddings_of(engine, version) == {}
+
+    store = NoteStore(engine, store_text=True, vector_table=pgvector)
+    opened = PgvectorVectorStore(pgvector, store).open(version, "tiny@1", DIM)
+    assert len(embeddings_of(engine, version)) == 5
+    hit = opened.search(vectors[2:3], 1, NoteFilters()).hits(0)[0]
+    assert store.metadata_for([hit[0]])[hit[0]].key == "n2"
+    assert pgvector.copy_from_log(version, DIM) == 0  # a second open copies nothing
