@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def main() -> None:
         placeholder = np.ones(bundle.manifest.embedding_dim, dtype=np.float32)
         store.upsert(notes, {n.key: placeholder for n in notes}, row.id)
         drop_vectors(url, row.id)
-        index_dir = Path(f"/tmp/bench-ray-rebuild-{row.id}")
+        index_dir = Path(tempfile.mkdtemp(prefix="bench-ray-rebuild-"))
         settings = Settings(
             database_url=url,
             bundle_path=args.bundle,
