@@ -99,12 +99,18 @@ def connect(address: str) -> bool:
     its shutdown)."""
     if ray.is_initialized():
         return False
-    ray.init(
-        address=None if address == "auto" else address,
-        log_to_driver=False,  # the CLI reports progress itself; workers' logs stay on their node
-        logging_level=logging.WARNING,
-        include_dashboard=False,
-    )
+    try:
+        ray.init(
+            address=None if address == "auto" else address,
+            log_to_driver=False,  # the CLI reports progress itself; workers' logs stay on nodes
+            logging_level=logging.WARNING,
+            include_dashboard=False,
+        )
+    except (ConnectionError, RuntimeError, RayError) as exc:
+        raise RebuildStopped(
+            f"cannot join the Ray cluster at {address} ({type(exc).__name__}); nothing was "
+            "embedded: check `ray status` on the head, or run without --ray"
+        ) from None
     return True
 
 

@@ -8,6 +8,7 @@ runtime they started with, so none is dropped. A failed load leaves the old mode
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 
@@ -128,9 +129,10 @@ class ModelSwitcher:
         """A promotion of `model_name` was committed somewhere (called from the listener's
         thread): wake the follower now instead of at its next poll."""
         loop = self._loop
-        if model_name != self.serving_name or loop is None or loop.is_closed():
+        if model_name != self.serving_name or loop is None:
             return
-        loop.call_soon_threadsafe(self._announced.set)
+        with contextlib.suppress(RuntimeError):  # the loop closed: the service is stopping
+            loop.call_soon_threadsafe(self._announced.set)
 
     async def follow_registry(self) -> None:
         """Pick up promotions made elsewhere (the CLI, another replica) while running: at once

@@ -63,17 +63,22 @@ class PromotionListener:
         self._thread.join(10)
 
     def _run(self) -> None:
+        failing = False  # warn once per outage, not once per retry
         while not self._stopping.is_set():
             try:
                 self._listen()
             except psycopg.Error as exc:
+                # A connection that had been listening starts a new outage.
+                failing = failing and not self._listening.is_set()
                 # The kind only: a driver message can quote connection details.
-                log.warning(
-                    "promotion listener lost its connection (%s); reconnecting in %.0f s, "
+                log.log(
+                    logging.DEBUG if failing else logging.WARNING,
+                    "promotion listener lost its connection (%s); retrying every %.0f s, "
                     "the registry poll covers the gap",
                     type(exc).__name__,
                     self._reconnect_s,
                 )
+                failing = True
             self._listening.clear()
             self._stopping.wait(self._reconnect_s)
 
@@ -89,6 +94,7 @@ class PromotionListener:
         ) as conn:
             conn.execute(f"LISTEN {CHANNEL}")
             self._listening.set()
+            log.info("listening for promotions (PostgreSQL NOTIFY %s)", CHANNEL)
             while not self._stopping.is_set():
                 # A short timeout so stop() is prompt; notifications wake it at once.
                 for notice in conn.notifies(timeout=1.0):
