@@ -102,7 +102,7 @@ class Settings(BaseSettings):
         100, "pgvector: HNSW candidate list per search (hnsw.ef_search)", ge=1, le=1000
     )
     pgvector_exact_max_rows: int = _setting(
-        10_000,
+        1_000,
         "pgvector: a search whose filter matches at most this many notes scores them all "
         "exactly instead of walking the HNSW graph",
         ge=0,

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -264,3 +265,39 @@ def test_switching_from_faiss_copies_the_logged_vectors(
     hit = opened.search(vectors[2:3], 1, NoteFilters()).hits(0)[0]
     assert store.metadata_for([hit[0]])[hit[0]].key == "n2"
     assert pgvector.copy_from_log(version, DIM) == 0  # a second open copies nothing
+
+
+def test_a_walk_short_of_k_is_answered_exactly(
+    setup: tuple[Engine, PgvectorStore, NoteStore, int],
+) -> None:
+    """When iterative scanning gives up before k rows pass the filter (hnsw.max_scan_tuples,
+    here cut to 1 so it must), the search scores the filtered notes exactly instead."""
+    engine, _, store, version = setup
+
+    paths: list[bool] = []
+
+    class ScansOneTuple(PgvectorStore):
+        def _walk_the_graph(self, session: Session) -> None:
+            super()._walk_the_graph(session)
+            session.execute(text("SELECT set_config('hnsw.max_scan_tuples', '1', true)"))
+
+        def _statement(self, *args: Any, exact: bool) -> Any:
+            paths.append(exact)
+            return super()._statement(*args, exact=exact)
+
+    rng = np.random.default_rng(11)
+    vectors = unit(rng, 300)
+    notes = [NoteInput(f"n{i}", f"t{i}", category="a" if i % 10 == 0 else "b") for i in range(300)]
+    store.upsert(notes, {n.key: v for n, v in zip(notes, vectors, strict=True)}, version)
+    row_of = {m.key: m.row_id for m in store.metadata_for(list(range(1, 400))).values()}
+    ids = np.array([row_of[f"n{i}"] for i in range(300)])
+    chosen = np.arange(300) % 10 == 0
+    searcher = ScansOneTuple(engine, PgvectorConfig(exact_max_rows=0, ef_search=1))
+    found = searcher.search(version, DIM, vectors[:3], 10, NoteFilters(categories=["a"]))
+    truth = exact_top_ids(vectors[:3], vectors[chosen], ids[chosen])
+    assert [set(row) for row in found.ids] == [set(row) for row in truth]
+    assert paths == [False, True] * 3  # each query: the walk, then the exact answer
+
+
+def exact_top_ids(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    return ids[np.argsort(-(queries @ vectors.T), axis=1)[:, :10]]
