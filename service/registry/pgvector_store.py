@@ -183,25 +183,39 @@ class PgvectorStore:
                 if not rows:
                     return copied
                 vectors = decode_vectors([r[1] for r in rows if r[1] is not None], dim)
+                # keep_existing: a note written meanwhile (another replica serving this
+                # version) already has its newer vector in the partition.
                 self.put(
                     connection,
                     [(int(r[0]), model_version_id, v) for r, v in zip(rows, vectors, strict=True)],
+                    keep_existing=True,
                 )
             copied += len(rows)
             after = int(rows[-1][0])
 
     # -- writes, inside the caller's transaction ---------------------------------------------
-    def put(self, session: Session | Connection, rows: Sequence[tuple[int, int, Vectors]]) -> None:
-        """Insert or replace (note id, model version id, vector) rows."""
+    def put(
+        self,
+        session: Session | Connection,
+        rows: Sequence[tuple[int, int, Vectors]],
+        *,
+        keep_existing: bool = False,
+    ) -> None:
+        """Insert or replace (note id, model version id, vector) rows (`keep_existing`: leave
+        a row already there as it is)."""
         if not rows:
             return
+        statement = text(
+            "INSERT INTO note_embeddings (model_version_id, note_id, embedding) "
+            "VALUES (:model_version_id, :note_id, :embedding) "
+            "ON CONFLICT (model_version_id, note_id) DO NOTHING"
+            if keep_existing
+            else "INSERT INTO note_embeddings (model_version_id, note_id, embedding) "
+            "VALUES (:model_version_id, :note_id, :embedding) "
+            "ON CONFLICT (model_version_id, note_id) DO UPDATE SET embedding = EXCLUDED.embedding"
+        )
         session.execute(
-            text(
-                "INSERT INTO note_embeddings (model_version_id, note_id, embedding) "
-                "VALUES (:model_version_id, :note_id, :embedding) "
-                "ON CONFLICT (model_version_id, note_id) DO UPDATE SET embedding = "
-                "EXCLUDED.embedding"
-            ).bindparams(bindparam("embedding", type_=HalfVec())),
+            statement.bindparams(bindparam("embedding", type_=HalfVec())),
             [
                 {"note_id": note_id, "model_version_id": model_id, "embedding": vector}
                 for note_id, model_id, vector in rows
