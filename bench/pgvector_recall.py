@@ -136,6 +136,7 @@ def main() -> None:
     args = parser.parse_args()
     faiss.omp_set_num_threads(1)
 
+    load_before = os.getloadavg()[0]
     texts = passages(args.n + args.queries, args.seed)
     everything = embed(texts, args.bundle, args.cache)
     vectors, queries = everything[: args.n], everything[args.n :]
@@ -265,7 +266,8 @@ def main() -> None:
 
     print(
         f"\n{args.n} MTSamples passages (all-MiniLM-L6-v2, dim {vectors.shape[1]}), "
-        f"{len(queries)} held-out queries, k {K}, one thread; CPU: {cpu_flags()}"
+        f"{len(queries)} held-out queries, k {K}, one thread; CPU: {cpu_flags()}; load "
+        f"average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     )
     print(
         f"pgvector m {config.hnsw_m}, ef_construction {config.ef_construction}, ef_search "
