@@ -183,13 +183,6 @@ class DatabaseBusy(Unavailable):
     code = "database_busy"
 
 
-class RebuildStopped(Unavailable):
-    """A distributed rebuild stopped part-way (a node lost); what it finished is recorded and
-    the same command goes on from there. Raised by the CLI only, never over HTTP."""
-
-    code = "rebuild_stopped"
-
-
 def error_table() -> list[type[NotespaceError]]:
     """Every error class, in declaration order (the API docs list their codes per status)."""
     found: list[type[NotespaceError]] = []

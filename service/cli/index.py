@@ -61,7 +61,7 @@ def index_rebuild(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    from service.orchestration.rebuild import RayRebuild, rebuild_index
+    from service.orchestration.rebuild import RayRebuild, RebuildStopped, rebuild_index
 
     ray = None
     if ray_address is not None:
@@ -91,7 +91,10 @@ def index_rebuild(
         def report(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        result = clean(lambda: rebuild_index(config, row, batch_notes, report, ray=ray))
+        try:
+            result = clean(lambda: rebuild_index(config, row, batch_notes, report, ray=ray))
+        except RebuildStopped as exc:
+            raise fail(str(exc)) from None
     typer.echo(
         f"{row.ref}: embedded {result.embedded} notes, index holds {result.index_rows} of "
         f"{result.live_notes} notes (watermark {result.watermark})"
@@ -101,6 +104,67 @@ def index_rebuild(
             f"{result.without_text} notes were stored without text and could not be "
             "re-embedded; send them again through POST /notes"
         )
+
+
+@app.command("backfill")
+def index_backfill(
+    archive: Annotated[Path, typer.Argument(help="a .csv, .tsv or .parquet file of notes")],
+    model: Annotated[
+        str | None, typer.Option("--model", help="NAME@VERSION or id [default: the active model]")
+    ] = None,
+    id_column: Annotated[str, typer.Option(help="the column of note ids")] = "id",
+    text_column: Annotated[str, typer.Option(help="the column of note text")] = "text",
+    category_column: Annotated[str | None, typer.Option(help="the note category")] = None,
+    time_column: Annotated[str | None, typer.Option(help="the note time (ISO 8601)")] = None,
+    source_column: Annotated[str | None, typer.Option(help="the note source")] = None,
+    metadata_column: Annotated[
+        list[str] | None, typer.Option(help="a column kept as metadata (repeatable)")
+    ] = None,
+    batch_notes: Annotated[
+        int, typer.Option(help="notes embedded and committed per step", min=1)
+    ] = 64,
+    url: DatabaseOption = None,
+) -> None:
+    """Load an archive of notes into the notes table, embedded by a model version.
+
+    Idempotent by note id: run it again after a stop and it embeds only what is not stored
+    yet. A row breaking a rule stops the run, naming its row and column.
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from service.orchestration.backfill import ArchiveColumns, ArchiveRejected, backfill_archive
+
+    config = settings(**({"database_url": url} if url else {}))
+    registry = open_registry(url)
+    row = clean(lambda: registry.get(model) if model else registry.active(config.model_name))
+    if row is None:
+        raise fail("no active model; name one with --model NAME@VERSION")
+    if not archive.is_file():
+        raise fail(f"{archive} is not a file")
+    columns = ArchiveColumns(
+        id=id_column,
+        text=text_column,
+        category=category_column,
+        time=time_column,
+        source=source_column,
+        metadata=tuple(metadata_column or ()),
+    )
+    with Progress(SpinnerColumn(), TextColumn("{task.description}")) as progress:
+        task = progress.add_task(f"loading notes for {row.ref}")
+
+        def report(rows: int) -> None:
+            progress.update(task, description=f"loading notes for {row.ref}: {rows} rows")
+
+        try:
+            result = clean(
+                lambda: backfill_archive(config, row, archive, columns, batch_notes, report)
+            )
+        except ArchiveRejected as exc:
+            raise fail(str(exc)) from None
+    typer.echo(
+        f"{row.ref}: {result.rows} rows, {result.created} notes created, {result.updated} "
+        f"updated, {result.unchanged} unchanged"
+    )
 
 
 @app.command("stats")

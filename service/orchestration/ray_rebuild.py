@@ -33,9 +33,13 @@ import ray.data
 from ray.exceptions import RayError
 from ray.util.annotations import RayDeprecationWarning
 
-from service.errors import RebuildStopped
 from service.orchestration.indexes import index_ref
-from service.orchestration.rebuild import RayRebuild, embed_and_store, offline_runtime
+from service.orchestration.rebuild import (
+    RayRebuild,
+    RebuildStopped,
+    embed_and_store,
+    offline_runtime,
+)
 from service.orchestration.vector_stores import open_vector_store
 from service.registry.database import make_engine
 from service.registry.models import ModelRegistry

@@ -25,6 +25,12 @@ from service.settings import Settings
 log = logging.getLogger(__name__)
 
 
+class RebuildStopped(RuntimeError):
+    """A distributed rebuild stopped part-way (a node lost) or could not start; what it
+    finished is recorded and the same command goes on from there. An offline job's error:
+    not in the HTTP error table."""
+
+
 @dataclass(frozen=True)
 class RayRebuild:
     """How to run a rebuild on Ray: the cluster, the pool, the share of one task."""
