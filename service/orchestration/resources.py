@@ -82,10 +82,10 @@ def build_resources(settings: Settings, metrics: ServiceMetrics) -> Resources:
     )
     try:
         check_schema(db)
+        store, indexes = open_vector_store(settings, db)  # a missing pgvector fails here, fast
         registry = ModelRegistry(db)
         row = resolve_serving_version(registry, settings.model_name, settings.bundle_path)
         runtime = load_runtime(row, runtime_config(settings))
-        store, indexes = open_vector_store(settings, db)
         indexes.open(row.id, row.ref, runtime.manifest.embedding_dim)
     except (SchemaError, StartupError, BundleError, NotespaceError) as exc:
         db.dispose()

@@ -301,3 +301,23 @@ def test_a_walk_short_of_k_is_answered_exactly(
 
 def exact_top_ids(queries: np.ndarray, vectors: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return ids[np.argsort(-(queries @ vectors.T), axis=1)[:, :10]]
+
+
+@pytest.mark.postgres
+def test_the_service_refuses_to_start_without_the_extension(
+    tiny_bundle: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from service.metrics import ServiceMetrics
+    from service.orchestration.resources import build_resources
+    from tests.conftest import make_settings
+
+    with scratch_postgres_database() as url:
+        upgrade(url)
+        settings = make_settings(tiny_bundle, database_url=url, vector_store="pgvector")
+        with pytest.raises(PgvectorMissing):
+            build_resources(settings, ServiceMetrics())
+    critical = [r.getMessage() for r in caplog.records if r.levelname == "CRITICAL"]
+    assert critical == [
+        "cannot start: pgvector extension not installed in this database (install pgvector on "
+        "the server, then run `notespace db upgrade`)"
+    ]
