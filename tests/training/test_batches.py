@@ -50,8 +50,8 @@ def test_batchers_build_consistent_tensors(tiny_bert: Path) -> None:
     assert 0 < declutr.fraction_kept <= 1
 
     category = CategoryBatcher(
-        ids, [i % 3 for i in range(20)], special, CategoryConfig(max_tokens=24), 0.15
+        ids, [[i % 3, -1] for i in range(20)], special, CategoryConfig(max_tokens=24), 0.15
     )
     batch = category.build([3, 4], g)
     assert batch.tensors["input_ids"].shape[1] <= 24
-    assert batch.tensors["category"].tolist() == [0, 1]
+    assert batch.tensors["category"].tolist() == [[0, -1], [1, -1]]  # [B, fields]

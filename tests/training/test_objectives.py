@@ -82,6 +82,16 @@ def test_supcon_matches_naive_reference() -> None:
     assert got.item() == pytest.approx(naive_supcon(emb, labels, 0.1).item(), abs=1e-6)
 
 
+def test_supcon_treats_negative_labels_as_unlabelled() -> None:
+    # Notes without a category (-1) are never positives, neither for each other nor as anchors:
+    # the loss equals the loss over the labelled anchors with the unlabelled notes as negatives.
+    torch.manual_seed(1)
+    z = torch.randn(6, 8)
+    labels = torch.tensor([0, 0, 1, 1, -1, -1])
+    unique = torch.tensor([0, 0, 1, 1, 100, 101])  # the same notes, each unlabelled one alone
+    assert torch.allclose(supcon_loss(z, labels), supcon_loss(z, unique))
+
+
 def test_supcon_without_positives_is_zero_and_differentiable() -> None:
     emb = torch.randn(3, 4, requires_grad=True)
     loss = supcon_loss(emb, torch.tensor([0, 1, 2]))

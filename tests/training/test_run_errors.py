@@ -70,8 +70,14 @@ def test_category_objective_groups_by_the_configured_field(tiny_bert: Path, tmp_
     data["objective"] = "category"
     with pytest.raises(CorpusError, match="category column has a single value"):
         prepare(parse_config(data))
-    data["category"] = {"loss": "supcon", "field": "label"}
+    data["category"] = {"loss": "supcon", "fields": ["label"]}
     assert prepare(parse_config(data)).categories == ["cardio", "neuro"]
+    # Both fields: the single-valued one is refused by name.
+    data["category"] = {"loss": "supcon", "fields": ["label", "category"]}
+    with pytest.raises(CorpusError, match="category column has a single value"):
+        prepare(parse_config(data))
+    with pytest.raises(TrainingConfigError, match="linear takes one field"):
+        parse_config({**data, "category": {"loss": "linear", "fields": ["label", "category"]}})
 
 
 def test_category_without_a_category_column(tiny_bert: Path, tmp_path: Path) -> None:

@@ -36,9 +36,10 @@ def supcon_loss(
 ) -> torch.Tensor:
     """embeddings [B, D], labels [B] -> scalar SupCon loss with cosine similarity.
 
-    Same-category notes in the batch are positives, all other notes negatives. Anchors with
-    no positive in the batch contribute nothing; a batch with none at all gives 0 (still
-    attached to the graph, so backward works).
+    Same-category notes in the batch are positives, all other notes negatives. A negative
+    label means "no category": such a note is only ever a negative. Anchors with no positive
+    in the batch contribute nothing; a batch with none at all gives 0 (still attached to the
+    graph, so backward works).
     """
     b = embeddings.shape[0]
     z = F.normalize(embeddings.float(), dim=-1)  # [B, D]
@@ -46,7 +47,8 @@ def supcon_loss(
     self_mask = torch.eye(b, dtype=torch.bool, device=z.device)  # [B, B]
     logits = logits.masked_fill(self_mask, float("-inf"))  # [B, B]
     log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)  # [B, B]
-    positive = (labels.unsqueeze(0) == labels.unsqueeze(1)) & ~self_mask  # [B, B]
+    labelled = (labels >= 0).unsqueeze(1)  # [B, 1]
+    positive = (labels.unsqueeze(0) == labels.unsqueeze(1)) & ~self_mask & labelled  # [B, B]
     counts = positive.sum(dim=1)  # [B]
     has_positive = counts > 0  # [B]
     if not bool(has_positive.any()):

@@ -204,20 +204,20 @@ class DeclutrBatcher:
 
 
 class CategoryBatcher:
-    """Notes truncated to max_tokens with their category index; masked for the MLM term when
-    mask_probability > 0 (0: the encoder sees the notes as they are)."""
+    """Notes truncated to max_tokens with one class index per grouping field (-1: none); masked
+    for the MLM term when mask_probability > 0 (0: the encoder sees the notes as they are)."""
 
     def __init__(
         self,
         token_ids: Sequence[Sequence[int]],
-        categories: Sequence[int],
+        categories: Sequence[Sequence[int]],
         special: SpecialIds,
         cfg: CategoryConfig,
         mask_probability: float,
     ):
         body = cfg.max_tokens - 2
         self.sequences = [[special.cls_id, *ids[:body], special.sep_id] for ids in token_ids]
-        self.categories = list(categories)
+        self.categories = [list(c) for c in categories]
         self.special = special
         self.mask_probability = mask_probability
 
@@ -230,6 +230,7 @@ class CategoryBatcher:
         tensors = {
             "input_ids": ids,
             "attention_mask": attention,
+            # [B, F]: one column per grouping field
             "category": torch.tensor([self.categories[i] for i in items], dtype=torch.long),
         }
         if self.mask_probability > 0:
@@ -239,7 +240,7 @@ class CategoryBatcher:
 
 
 def category_vocabulary(groups: Sequence[str | None], field: str = "category") -> list[str]:
-    """Sorted distinct values of the training notes' grouping field (category.field); errors
+    """Sorted distinct values of the training notes' grouping field (category.fields); errors
     if there is nothing to learn."""
     present = [g for g in groups if g]
     if not present:

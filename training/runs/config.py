@@ -68,9 +68,10 @@ class CategoryConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     loss: Literal["linear", "supcon"] = "linear"
-    # Which note field groups the notes: the note category (MTSamples: the note type) or the
-    # label column (MTSamples: the specialty) — whichever metadata the trust keeps per note.
-    field: Literal["category", "label"] = "category"
+    # Which note fields group the notes: the note category (MTSamples: the note type) and/or the
+    # label column (MTSamples: the specialty), whichever metadata the trust keeps per note. With
+    # two, SupCon runs once per field and the terms are averaged; the linear head takes one.
+    fields: list[Literal["category", "label"]] = Field(default_factory=lambda: ["category"])
     weight: float = Field(0.1, ge=0)
     temperature: float = Field(0.1, gt=0)
     max_tokens: int = Field(128, ge=8, le=512)
@@ -80,6 +81,10 @@ class CategoryConfig(BaseModel):
     def _weights(self) -> CategoryConfig:
         if isinstance(self.mlm_weight, float) and self.mlm_weight < 0:
             raise ValueError("category.mlm_weight must be >= 0 or 'auto'")
+        if not self.fields or len(set(self.fields)) != len(self.fields):
+            raise ValueError("category.fields must name category and/or label, once each")
+        if self.loss == "linear" and len(self.fields) != 1:
+            raise ValueError("category.loss linear takes one field; use supcon for two")
         return self
 
 

@@ -93,28 +93,33 @@ def _batchers(
         tb = DeclutrBatcher(train_ids, special, config.declutr, p)
         eb = DeclutrBatcher(eval_ids, special, config.declutr, p)
         return tb, eb, tb.fraction_kept, []
-    field = config.category.field
-    train_groups = [getattr(n, field) for n in train]
-    held_out_groups = [getattr(n, field) for n in held_out]
-    names = category_vocabulary(train_groups, field)
-    index = {name: i for i, name in enumerate(names)}
-    # Held-out notes of a category unseen in training cannot be scored by the head: skip them.
-    keep_train = [i for i, g in enumerate(train_groups) if g in index]
-    keep_eval = [i for i, g in enumerate(held_out_groups) if g in index]
+    fields = config.category.fields
+    vocabularies = [category_vocabulary([getattr(n, f) for n in train], f) for f in fields]
+    indexes = [{name: i for i, name in enumerate(names)} for names in vocabularies]
+
+    def codes(note: Note) -> list[int]:
+        # -1: the note has no value of this field seen in training (SupCon: no positives)
+        return [ix.get(getattr(note, f) or "", -1) for f, ix in zip(fields, indexes, strict=True)]
+
+    train_codes, held_out_codes = [codes(n) for n in train], [codes(n) for n in held_out]
+    # Notes with no usable value in any field cannot be scored: skip them.
+    keep_train = [i for i, c in enumerate(train_codes) if max(c) >= 0]
+    keep_eval = [i for i, c in enumerate(held_out_codes) if max(c) >= 0]
     tb2 = CategoryBatcher(
         [train_ids[i] for i in keep_train],
-        [index[train_groups[i] or ""] for i in keep_train],
+        [train_codes[i] for i in keep_train],
         special,
         config.category,
         p,
     )
     eb2 = CategoryBatcher(
         [eval_ids[i] for i in keep_eval],
-        [index[held_out_groups[i] or ""] for i in keep_eval],
+        [held_out_codes[i] for i in keep_eval],
         special,
         config.category,
         p,
     )
+    names = vocabularies[0]  # the linear head's classes (one field)
     return tb2, eb2, len(keep_train) / max(1, len(train)), names
 
 

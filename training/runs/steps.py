@@ -184,9 +184,10 @@ def category_loss(sm: StepModels, batch: Batch) -> tuple[torch.Tensor, Parts]:
     pooled = mean_pool(hidden, mask)  # [B, D]
     if cfg.loss == "linear":
         assert sm.head is not None
-        category = category_ce_loss(sm.head(pooled), t["category"])
+        category = category_ce_loss(sm.head(pooled), t["category"][:, 0])
     else:
-        category = supcon_loss(pooled, t["category"], cfg.temperature)
+        columns = t["category"].unbind(dim=1)  # one [B] label vector per grouping field
+        category = torch.stack([supcon_loss(pooled, c, cfg.temperature) for c in columns]).mean()
     parts = {"category": float(category.detach())}
     loss = cfg.weight * category
     if sm.mlm_weight > 0:
