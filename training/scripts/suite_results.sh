@@ -7,7 +7,7 @@
 #   4. registry: the base and 3 exported and registered (base active)
 #   5. the suite's test split: base, 1, 2, 3, paired differences with bootstrap CIs, stored on
 #      the registered versions; 3 promoted through the promotion guard (refused if it loses on
-#      any task beyond the margin)
+#      any task beyond the margin); step 1 alone registered as version 3 and refused
 #   6. optional (FINETUNE=1): fine-tuning at N=16 on specialty, base vs 3, early stopping
 # Outputs go to runs/ (gitignored). A step whose output exists is skipped, so an interrupted
 # run can be started again. Run from anywhere:
@@ -62,7 +62,16 @@ step evaluate-test "$NS" evaluate --suite default --data-root "$DATA_ROOT" \
   --models category=runs/mtsamples-category/final --models adapted=mtsamples@2 \
   --cache-dir "$CACHE" --out runs/eval/suite-test
 "$NS" models promote mtsamples@2 --force-index --by "suite_results.sh" || true
-"$NS" models list
+# The guard refusing: step 1 alone (DeCLUTR) as version 3, evaluated beside the active version 2.
+bundle=runs/bundles/mtsamples-3
+[[ -f $bundle/manifest.json ]] || step export-3 "$NS" export --base runs/mtsamples-declutr/final \
+  --out "$bundle" --name mtsamples --version 3 --register
+step evaluate-v3 "$NS" evaluate --suite default --data-root "$DATA_ROOT" \
+  --models adapted=mtsamples@2 --models declutr=mtsamples@3 \
+  --cache-dir "$CACHE" --out runs/eval/suite-test-v3
+"$NS" models promote mtsamples@3 --force-index --by "suite_results.sh" \
+  && echo "UNEXPECTED: the guard let mtsamples@3 through" || echo "refused, as expected"
+"$NS" models list --json
 
 if [[ ${FINETUNE:-0} == 1 ]]; then
   step finetune "$NS" evaluate --suite training/configs/suites/finetune-specialty.yaml \
