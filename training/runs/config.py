@@ -13,6 +13,7 @@ from training.data.spans import PositiveMode
 from training.errors import TrainingConfigError
 
 Objective = Literal["mlm", "declutr", "category"]
+CategoryField = Literal["category", "label"]
 # "auto": 1.0 when the base checkpoint has a trained masked-LM head, 0 when the head would be
 # new (a sentence-transformers base such as all-MiniLM-L6-v2): an MLM term through a random
 # head pulls a sentence encoder away from what it knew (docs/training.md).
@@ -71,7 +72,7 @@ class CategoryConfig(BaseModel):
     # Which note fields group the notes: the note category (MTSamples: the note type) and/or the
     # label column (MTSamples: the specialty), whichever metadata the trust keeps per note. With
     # two, SupCon runs once per field and the terms are averaged; the linear head takes one.
-    fields: list[Literal["category", "label"]] = Field(default_factory=lambda: ["category"])
+    fields: list[CategoryField] = Field(default_factory=lambda: list[CategoryField](["category"]))
     weight: float = Field(0.1, ge=0)
     temperature: float = Field(0.1, gt=0)
     max_tokens: int = Field(128, ge=8, le=512)

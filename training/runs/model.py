@@ -90,7 +90,8 @@ def save_model(model: EncoderWithHead, out: Path, *, head_trained: bool) -> None
     never trained (MLM weight 0) is left out: saved, its random weights would look like a
     trained head to the next run, whose MLM weight "auto" would then turn the MLM term on."""
     keep_head = head_trained or not model.fresh_head
-    (model.model if keep_head else model.encoder).save_pretrained(out)
+    to_save: Any = model.model if keep_head else model.encoder  # transformers PreTrainedModel
+    to_save.save_pretrained(out)
     model.tokenizer.save_pretrained(out)
 
 
