@@ -53,8 +53,8 @@ def make_config(base: Path, out: Path, objective: str, **overrides: Any) -> RunC
     [
         ("mlm", {}),
         ("declutr", {}),
-        ("category", {}),
-        ("category", {"category": {"loss": "supcon", "max_tokens": 32}}),
+        ("category", {}),  # SupCon, the default
+        ("category", {"category": {"loss": "linear", "weight": 0.1, "max_tokens": 32}}),
     ],
 )
 def test_objective_end_to_end(
