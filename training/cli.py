@@ -390,14 +390,16 @@ def int8_gate(
             f"{task['task']}: {task['metric']} fp32 {task['fp32']:.4f}, int8 {task['int8']:.4f} "
             f"({task['difference']:+.4f})" + ("" if task["within_margin"] else "  OUTSIDE")
         )
+    where = (
+        f"recorded in {int8 / 'manifest.json'}"
+        if split is GateSplit.TEST
+        else "validation split: recorded nowhere"
+    )
     if not check["passed"]:
-        typer.secho(
-            f"downstream gate failed (margin {margin}): do not register this bundle",
-            fg="red",
-            err=True,
-        )
+        verdict = "do not register this bundle" if split is GateSplit.TEST else where
+        typer.secho(f"downstream gate failed (margin {margin}): {verdict}", fg="red", err=True)
         raise typer.Exit(1)
-    typer.echo(f"downstream gate passed; recorded in {int8 / 'manifest.json'}")
+    typer.echo(f"downstream gate passed; {where}")
 
 
 def register(app: typer.Typer) -> None:
