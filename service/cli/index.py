@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,7 +20,21 @@ from service.cli.common import (
     settings,
 )
 
+if TYPE_CHECKING:
+    from service.registry.tables import ModelVersion
+    from service.settings import Settings
+
 app = typer.Typer(help="Note vector indexes: rebuild and statistics.", no_args_is_help=True)
+
+
+def _target_version(model: str | None, url: str | None) -> tuple[Settings, ModelVersion]:
+    """The settings, and the version named by --model (else the active one) to embed with."""
+    config = settings(**({"database_url": url} if url else {}))
+    registry = open_registry(url)
+    row = clean(lambda: registry.get(model) if model else registry.active(config.model_name))
+    if row is None:
+        raise fail("no active model; name one with --model NAME@VERSION")
+    return config, row
 
 
 @app.command("rebuild")
@@ -75,11 +89,7 @@ def index_rebuild(
             checkpoint=checkpoint,
         )
 
-    config = settings(**({"database_url": url} if url else {}))
-    registry = open_registry(url)
-    row = clean(lambda: registry.get(model) if model else registry.active(config.model_name))
-    if row is None:
-        raise fail("no active model; name one with --model NAME@VERSION")
+    config, row = _target_version(model, url)
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -134,11 +144,7 @@ def index_backfill(
 
     from service.orchestration.backfill import ArchiveColumns, ArchiveRejected, backfill_archive
 
-    config = settings(**({"database_url": url} if url else {}))
-    registry = open_registry(url)
-    row = clean(lambda: registry.get(model) if model else registry.active(config.model_name))
-    if row is None:
-        raise fail("no active model; name one with --model NAME@VERSION")
+    config, row = _target_version(model, url)
     if not archive.is_file():
         raise fail(f"{archive} is not a file")
     columns = ArchiveColumns(
