@@ -32,11 +32,10 @@ from service.bundle import load_bundle
 from service.orchestration.rebuild import RayRebuild, rebuild_index
 from service.registry.database import make_engine, upgrade
 from service.registry.models import ModelRegistry
-from service.registry.note_vectors import decode_vectors
 from service.registry.notes import NoteInput, NoteStore
-from service.registry.tables import NoteVector
 from service.settings import Settings
 from tests.conftest import scratch_postgres_database
+from tests.support.stored_vectors import drop_stored_vectors, stored_vectors
 
 
 def cpu_flags() -> str:
@@ -55,29 +54,6 @@ def cpu_flags() -> str:
     )
     wanted = sorted(f for f in flags if f.startswith(("avx512", "amx")) or "vnni" in f)
     return f"{model}, {os.cpu_count()} cores visible; {' '.join(wanted) or 'no avx512/amx/vnni'}"
-
-
-def vectors_of(url: str, version_id: int) -> dict[int, np.ndarray]:
-    from sqlalchemy import select
-
-    engine = make_engine(url)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(NoteVector.note_id, NoteVector.vector).where(
-                NoteVector.model_version_id == version_id
-            )
-        ).all()
-    engine.dispose()
-    return {rid: decode_vectors([blob], len(blob) // 4)[0] for rid, blob in rows}
-
-
-def drop_vectors(url: str, version_id: int) -> None:
-    from sqlalchemy import delete
-
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(delete(NoteVector).where(NoteVector.model_version_id == version_id))
-    engine.dispose()
 
 
 def main() -> None:
@@ -107,7 +83,7 @@ def main() -> None:
         store = NoteStore(make_engine(url), store_text=True)
         placeholder = np.ones(bundle.manifest.embedding_dim, dtype=np.float32)
         store.upsert(notes, {n.key: placeholder for n in notes}, row.id)
-        drop_vectors(url, row.id)
+        drop_stored_vectors(url, row.id)
         index_dir = Path(tempfile.mkdtemp(prefix="bench-ray-rebuild-"))
         settings = Settings(
             database_url=url,
@@ -119,8 +95,8 @@ def main() -> None:
         start = time.perf_counter()
         plain = rebuild_index(settings, row, args.batch_notes)
         plain_s = time.perf_counter() - start
-        expected = vectors_of(url, row.id)
-        drop_vectors(url, row.id)
+        expected = stored_vectors(url, row.id)
+        drop_stored_vectors(url, row.id)
 
         finished: list[tuple[float, int]] = []  # (when, notes done so far) per range
 
@@ -142,7 +118,7 @@ def main() -> None:
             ),
         )
         ray_s = time.perf_counter() - start
-        got = vectors_of(url, row.id)
+        got = stored_vectors(url, row.id)
 
     ids = sorted(expected)
     a = np.stack([expected[i] for i in ids])

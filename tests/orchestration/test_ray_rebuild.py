@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import delete, select
 
 from service.orchestration.rebuild import (
     RayRebuild,
@@ -23,11 +22,10 @@ from service.orchestration.rebuild import (
     rebuild_index,
 )
 from service.registry.database import make_engine, upgrade
-from service.registry.note_vectors import decode_vectors
 from service.registry.notes import NoteInput, NoteStore
-from service.registry.tables import NoteVector
 from service.settings import Settings
 from tests.conftest import make_settings, registry_with_versions, scratch_postgres_database
+from tests.support.stored_vectors import drop_stored_vectors, stored_vectors
 from tests.support.tiny_model import synthetic_corpus
 
 pytest.importorskip("ray", reason="Ray is the optional [ray] extra: pip install 'notespace[ray]'")
@@ -72,25 +70,6 @@ def database(tiny_bundle: Path, tiny_bundle_v2: Path) -> Iterator[str]:
         yield url
 
 
-def _vectors(url: str, version_id: int) -> dict[int, np.ndarray]:
-    engine = make_engine(url)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(NoteVector.note_id, NoteVector.vector).where(
-                NoteVector.model_version_id == version_id
-            )
-        ).all()
-    engine.dispose()
-    return {rid: decode_vectors([blob], len(blob) // 4)[0] for rid, blob in rows}
-
-
-def _drop_vectors(url: str, version_id: int) -> None:
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.execute(delete(NoteVector).where(NoteVector.model_version_id == version_id))
-    engine.dispose()
-
-
 def _ray_workers() -> list[int]:
     """PIDs of this machine's Ray Data actors embedding ranges (by their process title)."""
     pids = []
@@ -127,8 +106,8 @@ def test_ray_rebuild_gives_the_plain_loops_vectors_resumes_and_survives_a_lost_w
 
     plain = rebuild_index(settings, v2, 64)
     assert plain.embedded == NOTES
-    expected = _vectors(database, v2.id)
-    _drop_vectors(database, v2.id)
+    expected = stored_vectors(database, v2.id)
+    drop_stored_vectors(database, v2.id)
 
     # An earlier Ray run finished the first range, recorded it, and stopped.
     checkpoint = tmp_path / "ranges.json"
@@ -156,7 +135,7 @@ def test_ray_rebuild_gives_the_plain_loops_vectors_resumes_and_survives_a_lost_w
     assert on_ray.embedded == NOTES - RANGE_NOTES  # the recorded range was not done again
     assert on_ray.live_notes == on_ray.index_rows == NOTES
     assert not checkpoint.exists()  # a finished run leaves no record to resume from
-    got = _vectors(database, v2.id)
+    got = stored_vectors(database, v2.id)
     assert got.keys() == expected.keys()
     ids = sorted(got)
     a = np.stack([got[i] for i in ids])
