@@ -23,7 +23,7 @@ SERVICE = ROOT / "service"
 
 # What each package of the service may import from the service. Every module of a package may
 # import its own package; the foundation (errors, bundle, metrics) imports nothing above it.
-FOUNDATION = ("service.errors", "service.bundle", "service.metrics")
+FOUNDATION = ("service.errors", "service.bundle", "service.metrics", "service.paired_intervals")
 ALLOWED: dict[str, tuple[str, ...]] = {
     "service.api": ("service.orchestration", "service.settings", *FOUNDATION),
     "service.orchestration": (
@@ -40,6 +40,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "service.errors": (),
     "service.bundle": (),
     "service.metrics": (),
+    "service.paired_intervals": (),
 }
 # The entry points (service.app, service.server, service.cli) wire every layer.
 
@@ -47,6 +48,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
 # embedded exactly as served through the inference runtime, registered through the CLI seam.
 TRAINING_CONTRACT = {
     "service.bundle",
+    "service.paired_intervals",
     "service.errors",
     "service.inference.config",
     "service.inference.head",
