@@ -62,7 +62,7 @@ def test_suite_cli_end_to_end(
                 assert len(base[n]["runs"]) == 2
                 diff = task["diffs"]["tiny@2"]["frozen_lr"][n]
                 assert diff["ci_low"] <= diff["mean"] <= diff["ci_high"]
-                assert len(diff["per_seed"]) == 2
+                assert len(diff["per_draw"]) == 2
         else:
             assert set(task["models"]["base"]["metrics"]) == set(task["metrics"])
     meqsum = report["tasks"]["meqsum-retrieval"]

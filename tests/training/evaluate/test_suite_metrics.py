@@ -1,4 +1,4 @@
-"""Retrieval metrics against hand-computed values, and the paired bootstrap."""
+"""Retrieval metrics against hand-computed values, and the paired bootstrap the suite uses."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import math
 import numpy as np
 import pytest
 from sklearn.metrics import f1_score
-
-from training.evaluate.suite.bootstrap import (
-    paired_classification_diff,
-    paired_mean_diff,
+from service.paired_intervals import (
+    ClassificationScores,
+    ItemScores,
+    paired_difference,
     weighted_macro_f1,
 )
+
 from training.evaluate.suite.retrieval import evaluate_ranking, per_query_metrics, rank_documents
 from training.evaluate.suite.tasks import Query
 
@@ -73,23 +74,28 @@ def test_weighted_macro_f1_matches_sklearn() -> None:
     assert weighted_macro_f1(y, pred[:1], w, 4)[0, 0] == pytest.approx(expected, abs=1e-12)
 
 
+def _classes(y: np.ndarray, pred: np.ndarray, n: int) -> ClassificationScores:
+    return ClassificationScores(y, pred[None], n)
+
+
 def test_a_model_compared_with_itself_differs_by_exactly_zero() -> None:
     rng = np.random.default_rng(1)
     y = rng.integers(0, 3, 40)
     pred = rng.integers(0, 3, (5, 40))
-    diff = paired_classification_diff(y, pred, pred.copy(), 3, n_boot=200, key="t")
-    assert (diff.mean, diff.ci_low, diff.ci_high, diff.seed_sd) == (0.0, 0.0, 0.0, 0.0)
-    values = rng.random(30)
-    same = paired_mean_diff(values, values.copy(), n_boot=200, key="t")
+    diff = paired_difference(_classes(y, pred, 3), _classes(y, pred.copy(), 3), n_boot=200, key="t")
+    assert (diff.mean, diff.ci_low, diff.ci_high) == (0.0, 0.0, 0.0)
+    values = rng.random((1, 30))
+    same = paired_difference(ItemScores(values), ItemScores(values.copy()), n_boot=200, key="t")
     assert (same.mean, same.ci_low, same.ci_high) == (0.0, 0.0, 0.0)
 
 
 def test_a_known_shift_is_recovered() -> None:
     rng = np.random.default_rng(2)
-    base = rng.random(400)
-    shifted = paired_mean_diff(base, base + 0.05, n_boot=300, key="t")
+    base = ItemScores(rng.random((1, 400)))
+    shifted = paired_difference(ItemScores(base.values + 0.05), base, n_boot=300, key="t")
     assert shifted.mean == pytest.approx(0.05) and shifted.ci_low == pytest.approx(0.05)
-    noisy = paired_mean_diff(base, base + 0.05 + rng.normal(0, 0.1, 400), n_boot=500, key="t")
+    noise = rng.normal(0, 0.1, (1, 400))
+    noisy = paired_difference(ItemScores(base.values + 0.05 + noise), base, n_boot=500, key="t")
     assert noisy.ci_low < 0.05 < noisy.ci_high and noisy.ci_low > 0
     # Classification: the candidate fixes 20 of the baseline's 40 errors on 200 items.
     y = np.repeat(np.arange(2), 100)
@@ -98,10 +104,10 @@ def test_a_known_shift_is_recovered() -> None:
     baseline[wrong] = 1 - baseline[wrong]
     candidate = baseline.copy()
     candidate[wrong[::2]] = y[wrong[::2]]
-    diff = paired_classification_diff(y, baseline[None], candidate[None], 2, n_boot=500, key="c")
+    pair = (_classes(y, candidate[None], 2), _classes(y, baseline[None], 2))
+    diff = paired_difference(*pair, n_boot=500, key="c")
     expected = f1_score(y, candidate, average="macro") - f1_score(y, baseline, average="macro")
     assert diff.mean == pytest.approx(expected, abs=1e-12)
     assert 0 < diff.ci_low < expected < diff.ci_high
     # The same resamples for the same key: reproducible.
-    again = paired_classification_diff(y, baseline[None], candidate[None], 2, n_boot=500, key="c")
-    assert again == diff
+    assert paired_difference(*pair, n_boot=500, key="c") == diff

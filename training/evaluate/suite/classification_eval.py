@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from training.evaluate.classifiers import Fitted, StepSchedule, fine_tune, logistic_probe
+from service.paired_intervals import ClassificationScores, paired_difference, weighted_macro_f1
+from training.evaluate.classifiers import Fitted, StepSchedule, cv_logistic_probe, fine_tune
 from training.evaluate.data import EvaluationError, FewShotN, sample_few_shot
 from training.evaluate.metrics import classification_scores, embedding_space_metrics, mean_sd
-from training.evaluate.suite.bootstrap import paired_classification_diff
 from training.evaluate.suite.config import FinetuneSettings, SuiteSettings
 from training.evaluate.suite.embeddings import ModelEmbedder
 from training.evaluate.suite.tasks import ClassificationTask, Example, Split
@@ -65,7 +65,9 @@ def _run_record(
         "seed": seed,
         "draw": digest,
         "train_examples": size,
-        "val_macro_f1": fitted.val_macro_f1,
+        # the score the choice was made on: cross-validation within the draw (probe),
+        # validation macro-F1 (fine-tuning's early stopping)
+        "selection_macro_f1": fitted.val_macro_f1,
         "chosen": fitted.chosen,
         "seconds": seconds,
         **{k: scores[k] for k in SCORES},
@@ -107,11 +109,9 @@ def evaluate_model(
     started = time.perf_counter()
     embed_before = embedder.seconds
     x_pool = embedder.embed([e.text for e in task.train])
-    x_val = embedder.embed([e.text for e in task.val])
-    x_scored = x_val if split == "val" else embedder.embed([e.text for e in scored])
+    x_scored = embedder.embed([e.text for e in scored])
     embed_s = embedder.seconds - embed_before
     y_pool = [e.y for e in task.train]
-    y_val = [e.y for e in task.val]
     y_scored = [e.y for e in scored]
     index = {c: i for i, c in enumerate(task.classes)}
     result: dict[str, Any] = {"frozen_lr": {}}
@@ -125,10 +125,9 @@ def evaluate_model(
             if key not in memo:  # N=all draws every example: one fit serves every seed
                 t0 = time.perf_counter()
                 y_draw = [y_pool[i] for i in idx]
-                # lbfgs is deterministic: the seed varies the draw, not the fit.
-                fitted = logistic_probe(
-                    x_pool[idx], y_draw, x_val, y_val, x_scored, task.classes, seed=0
-                )
+                # lbfgs is deterministic: the seed varies the draw, not the fit. C is chosen
+                # by cross-validation inside the draw, never on the items scored.
+                fitted = cv_logistic_probe(x_pool[idx], y_draw, x_scored, task.classes)
                 memo[key] = (fitted, time.perf_counter() - t0)
             fitted, seconds = memo[key]
             scores = classification_scores(y_scored, fitted.test_pred, task.classes)
@@ -234,6 +233,14 @@ def check_paired_draws(task: str, results: dict[str, dict[str, Any]]) -> None:
                         )
 
 
+def item_scores(task: ClassificationTask, split: Split, preds: Ints) -> ClassificationScores:
+    """One model's predictions [draws, items] on the scored split, as the decision rule takes
+    them (one training seed)."""
+    index = {c: i for i, c in enumerate(task.classes)}
+    y = np.asarray([index[e.y] for e in task.split(split)], dtype=np.int64)
+    return ClassificationScores(y, preds[None], len(task.classes))
+
+
 def paired_diffs(
     task: ClassificationTask,
     split: Split,
@@ -241,9 +248,8 @@ def paired_diffs(
     baseline: str,
     settings: SuiteSettings,
 ) -> dict[str, Any]:
-    """label -> method -> N -> the paired difference to the baseline (bootstrap over items)."""
-    index = {c: i for i, c in enumerate(task.classes)}
-    y = np.asarray([index[e.y] for e in task.split(split)], dtype=np.int64)
+    """label -> method -> N -> the paired difference to the baseline (bootstrap over items and
+    few-shot draws, service/paired_intervals.py), with the per-draw differences beside it."""
     base = outcomes[baseline].predictions
     diffs: dict[str, Any] = {}
     for label, outcome in outcomes.items():
@@ -254,15 +260,24 @@ def paired_diffs(
             for n, preds in by_n.items():
                 if n not in base.get(method, {}):
                     continue  # e.g. the baseline has no checkpoint to fine-tune
-                diff = paired_classification_diff(
-                    y,
-                    base[method][n],
-                    preds,
-                    len(task.classes),
-                    n_boot=settings.bootstrap,
+                cand = item_scores(task, split, preds)
+                ref = item_scores(task, split, base[method][n])
+                diff = paired_difference(
+                    cand,
+                    ref,
                     key=task.name,  # the same item resamples for every method and N
+                    n_boot=settings.bootstrap,
                     confidence=settings.confidence,
                 )
-                per_method.setdefault(method, {})[n] = diff.as_dict()
+                ones = np.ones((1, cand.items))
+                per_draw = (
+                    weighted_macro_f1(cand.y, cand.pred[0], ones, cand.n_classes)[0]
+                    - weighted_macro_f1(ref.y, ref.pred[0], ones, ref.n_classes)[0]
+                )
+                per_method.setdefault(method, {})[n] = {
+                    **diff.as_dict(),
+                    "per_draw": [float(d) for d in per_draw],
+                    "draw_sd": float(np.std(per_draw, ddof=1)) if len(per_draw) > 1 else 0.0,
+                }
         diffs[label] = per_method
     return diffs

@@ -19,12 +19,12 @@ def _signed(x: float) -> str:
     return f"{x:+.3f}".replace("-", "−")
 
 
-def diff_cell(diff: dict[str, Any] | None, *, seed_sd: bool = False) -> str:
+def diff_cell(diff: dict[str, Any] | None, *, draw_sd: bool = False) -> str:
     if not diff:
         return "–"
     text = f"{_signed(diff['mean'])} [{_signed(diff['ci_low'])}, {_signed(diff['ci_high'])}]"
-    if seed_sd and diff.get("seed_sd") is not None:
-        text += f" (seed sd {diff['seed_sd']:.3f})"
+    if draw_sd and diff.get("draw_sd") is not None:
+        text += f" (draw sd {diff['draw_sd']:.3f})"
     return text
 
 
@@ -63,9 +63,10 @@ def _header(report: dict[str, Any]) -> list[str]:
         f"hashes); evaluated {report['evaluated_at']}; {report.get('seconds', 0):.0f} s on "
         f"{report['threads']} thread(s). Baseline **{report['baseline']}**: every difference is "
         f"model − baseline on the same items, with a {ci['confidence']:.0%} confidence interval "
-        f"from a paired bootstrap ({ci['bootstrap']} resamples of the scored items: test notes "
-        "for classification, with macro-F1 averaged over seeds for both models; queries for "
-        "retrieval). Classification uses the same few-shot draws for every model (checked).",
+        f"from a paired bootstrap ({ci['bootstrap']} resamples of the scored items and of the "
+        "few-shot draws, the same for both models; for a group of training seeds, of its seeds "
+        "too: service/paired_intervals.py). Classification uses the same few-shot draws for "
+        "every model (checked); the probe's C is chosen by cross-validation within each draw.",
         "",
     ]
     rows = [
@@ -92,7 +93,32 @@ def _summary(report: dict[str, Any]) -> list[str]:
                 *(diff_cell(primary_diff(task, m)) for m in others),
             ]
         )
-    return ["## Summary (primary metric per task)", "", *_table(header, rows)]
+    return ["## Summary (primary metric per task)", "", *_table(header, rows), *_groups(report)]
+
+
+def _groups(report: dict[str, Any]) -> list[str]:
+    """One row per task for each group of training seeds: its members' values, their mean and
+    the paired difference with the seeds resampled."""
+    lines: list[str] = []
+    for name, group in report.get("groups", {}).items():
+        members = group["members"]
+        lines += [
+            f"**{name}**: {len(members)} training seeds ({', '.join(members)}), "
+            f"against {report['baseline']}",
+            "",
+        ]
+        rows = [
+            [
+                task,
+                cell["metric"],
+                ", ".join(f"{v:.3f}" for v in cell["member_values"]),
+                f"{cell['value']:.3f}",
+                diff_cell(cell["diff"]),
+            ]
+            for task, cell in group["tasks"].items()
+        ]
+        lines += _table(["task", "primary metric", "per seed", "mean", "Δ (CI)"], rows)
+    return lines
 
 
 def _classification(task: dict[str, Any], baseline: str) -> list[str]:
@@ -129,11 +155,14 @@ def _classification(task: dict[str, Any], baseline: str) -> list[str]:
     )
     diffs = task["diffs"]
     if diffs:
-        lines += [f"**Paired difference to {baseline}: macro-F1, mean [95 % CI] (seed sd)**", ""]
+        lines += [
+            f"**Paired difference to {baseline}: macro-F1, mean [95 % CI] (sd over draws)**",
+            "",
+        ]
         lines += _table(
             ["model", *(f"N={n}" for n in ns)],
             [
-                [m, *(diff_cell(d.get("frozen_lr", {}).get(n), seed_sd=True) for n in ns)]
+                [m, *(diff_cell(d.get("frozen_lr", {}).get(n), draw_sd=True) for n in ns)]
                 for m, d in diffs.items()
             ],
         )
@@ -164,7 +193,7 @@ def _finetune(task: dict[str, Any], baseline: str) -> list[str]:
                     m,
                     n,
                     _mean_sd(cell),
-                    diff_cell(diff, seed_sd=True) if m != baseline else "–",
+                    diff_cell(diff, draw_sd=True) if m != baseline else "–",
                     ", ".join(map(str, steps)),
                     f"{cell['stopped_early']} early / {cell['hit_cap']} at cap",
                     f"{cell['seconds_per_run']:.0f} s per run",

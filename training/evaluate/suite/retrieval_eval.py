@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from training.evaluate.suite.bootstrap import paired_mean_diff
+from service.paired_intervals import ItemScores, paired_difference
 from training.evaluate.suite.config import SuiteSettings
 from training.evaluate.suite.embeddings import ModelEmbedder
 from training.evaluate.suite.retrieval import evaluate_ranking
@@ -77,11 +77,11 @@ def paired_diffs(
             continue
         diffs[label] = {
             direction: {
-                metric: paired_mean_diff(
-                    base[direction][metric],
-                    values,
-                    n_boot=settings.bootstrap,
+                metric: paired_difference(
+                    ItemScores(values[None]),
+                    ItemScores(base[direction][metric][None]),
                     key=direction,  # every metric of a direction: the same resamples
+                    n_boot=settings.bootstrap,
                     confidence=settings.confidence,
                 ).as_dict()
                 for metric, values in by_metric.items()

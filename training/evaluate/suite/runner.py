@@ -15,6 +15,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from service.paired_intervals import (
+    ItemScores,
+    PairingError,
+    paired_difference,
+    point_value,
+    scores_from_json,
+    scores_to_json,
+    stack_seeds,
+)
 from training.evaluate.data import EvaluationError
 from training.evaluate.models import ModelSource, RegistryFactory, resolve_model
 from training.evaluate.plots import plot_projection, project_2d
@@ -51,6 +60,9 @@ class RunConfig:
     export_max_tokens: int | None = None  # window when exporting checkpoints to bundles
     plots: bool = True
     progress: Callable[[str], None] = _quiet
+    # label -> member labels: one model trained with several seeds, compared with the
+    # baseline as one candidate (the interval resamples its seeds too)
+    groups: dict[str, list[str]] | None = None
 
 
 def _slug(text: str) -> str:
@@ -134,6 +146,7 @@ def run_suite(
     loaded = load_tasks(suite, data_root, progress)
     sources = _resolve(models, out_dir, config)
     baseline = config.baseline or sources[0].label
+    groups = _check_groups(config.groups or {}, [s.label for s in sources], baseline)
     settings = suite.settings
     embedders = {
         s.label: ModelEmbedder(
@@ -187,6 +200,7 @@ def run_suite(
             report["models"][label]["providers"] = list(embedder.providers)
         progress(f"{task.name}: done in {entry['seconds']:.0f} s")
         _write(report, out_dir, started, plots=False)  # a run that dies keeps what it finished
+    report["groups"] = _group_diffs(report, groups, baseline, suite)
     report["summary"] = _summary_table(report)
     _write(report, out_dir, started, plots=config.plots)
     if config.registry is not None:
@@ -231,7 +245,16 @@ def _classification(
         )
     results = {label: o.result for label, o in outcomes.items()}
     classification_eval.check_paired_draws(task.name, results)
+    primary = str(classification_eval.primary_n(ns))
+    ids = [e.item_id for e in task.split(split)]
+    items = {
+        label: scores_to_json(
+            classification_eval.item_scores(task, split, o.predictions["frozen_lr"][primary]), ids
+        )
+        for label, o in outcomes.items()
+    }
     return {
+        "items": items,
         "name": task.name,
         "kind": "classification",
         "protocol": task.protocol,
@@ -258,7 +281,13 @@ def _retrieval(
         label: retrieval_eval.evaluate_model(task, embedder, split, progress)
         for label, embedder in embedders.items()
     }
+    ids = [q.query_id for q in task.split(split)]
+    items = {
+        label: scores_to_json(ItemScores(o.per_query[task.name][task.primary][None]), ids)
+        for label, o in outcomes.items()
+    }
     return {
+        "items": items,
         "name": task.name,
         "kind": "retrieval",
         "protocol": task.protocol,
@@ -279,6 +308,52 @@ def _retrieval(
         "models": {label: o.result for label, o in outcomes.items()},
         "diffs": retrieval_eval.paired_diffs(task, outcomes, baseline, suite.settings),
     }
+
+
+def _check_groups(
+    groups: dict[str, list[str]], labels: list[str], baseline: str
+) -> dict[str, list[str]]:
+    for name, members in groups.items():
+        if name in labels:
+            raise EvaluationError(f"group {name!r} has the name of a model")
+        unknown = [m for m in members if m not in labels]
+        if unknown or not members:
+            raise EvaluationError(f"group {name!r} names no model or unknown ones: {unknown}")
+        if baseline in members:
+            raise EvaluationError(f"group {name!r} holds the baseline {baseline!r}")
+    return groups
+
+
+def _group_diffs(
+    report: dict[str, Any], groups: dict[str, list[str]], baseline: str, suite: SuiteConfig
+) -> dict[str, Any]:
+    """group -> task -> the members' mean primary value and the paired difference of all
+    members (their training seeds resampled) to the baseline."""
+    out: dict[str, Any] = {}
+    settings = suite.settings
+    for name, members in groups.items():
+        out[name] = {"members": members, "tasks": {}}
+        for task_name, task in report["tasks"].items():
+            try:
+                runs = [scores_from_json(task["items"][m])[0] for m in members]
+                ref = scores_from_json(task["items"][baseline])[0]
+                stacked = stack_seeds(runs)
+            except (KeyError, PairingError) as exc:
+                raise EvaluationError(f"group {name}, task {task_name}: {exc}") from None
+            diff = paired_difference(
+                stacked,
+                ref,
+                key=task_name,
+                n_boot=settings.bootstrap,
+                confidence=settings.confidence,
+            )
+            out[name]["tasks"][task_name] = {
+                "metric": primary_metric(task),
+                "value": point_value(stacked),
+                "member_values": [primary_value(task, m) for m in members],
+                "diff": diff.as_dict(),
+            }
+    return out
 
 
 def _summary_table(report: dict[str, Any]) -> dict[str, Any]:

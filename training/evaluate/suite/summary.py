@@ -79,6 +79,8 @@ def registry_record(report: dict[str, Any], label: str) -> dict[str, Any]:
             for name, task in tasks.items()
         },
         "tasks": {name: _compact(task, label) for name, task in tasks.items()},
+        # per-item scores of the primary metric: what the promotion guard pairs
+        "items": {name: task["items"][label] for name, task in tasks.items() if "items" in task},
         "baseline": {
             "label": baseline,
             "ref": report["models"][baseline]["registry_ref"],
