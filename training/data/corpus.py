@@ -19,7 +19,7 @@ from training.errors import CorpusError
 
 log = logging.getLogger(__name__)
 
-CorpusFormat = Literal["csv", "jsonl", "parquet", "mimic", "mtsamples", "synthetic"]
+CorpusFormat = Literal["csv", "tsv", "jsonl", "parquet", "mimic", "mtsamples", "synthetic"]
 
 
 class SplitConfig(BaseModel):

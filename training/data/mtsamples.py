@@ -34,6 +34,11 @@ def note_type(specialties: set[str]) -> str:
     return NO_NOTE_TYPE
 
 
+def mtsamples_text(raw: object) -> str:
+    """A transcription as the reader keeps it: the stray heading commas dropped, cleaned."""
+    return clean_text(_HEADING_COMMA.sub(":", str(raw)))
+
+
 def load_mtsamples(path: Path) -> tuple[list[Note], int]:
     """Return (notes, rows dropped): duplicates merged, split group = the distinct text.
 
@@ -53,7 +58,7 @@ def load_mtsamples(path: Path) -> tuple[list[Note], int]:
             record["transcription"],
             record["medical_specialty"],
         )
-        text = clean_text(_HEADING_COMMA.sub(":", str(raw)))
+        text = mtsamples_text(raw)
         if not text:
             dropped += 1
             continue

@@ -1,4 +1,4 @@
-"""Read notes from CSV, JSONL or Parquet tables with configurable column names."""
+"""Read notes from CSV, TSV, JSONL or Parquet tables with configurable column names."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ from training.errors import CorpusError
 
 log = logging.getLogger(__name__)
 
-TableFormat = Literal["csv", "jsonl", "parquet"]
+TableFormat = Literal["csv", "tsv", "jsonl", "parquet"]
 _SUFFIXES: dict[str, TableFormat] = {
     ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".parquet": "parquet",
@@ -31,7 +33,7 @@ def detect_format(path: Path) -> TableFormat:
     if suffixes and suffixes[-1] in _SUFFIXES:
         return _SUFFIXES[suffixes[-1]]
     raise CorpusError(
-        f"cannot tell the format of {path} from its name: use .csv, .jsonl or .parquet "
+        f"cannot tell the format of {path} from its name: use .csv, .tsv, .jsonl or .parquet "
         "or set corpus.format"
     )
 
@@ -42,13 +44,17 @@ class Table:
     rows: list[dict[str, Any]]
 
 
-def _read_csv(path: Path) -> Table:
+def _read_csv(path: Path, delimiter: str = ",") -> Table:
     # Clinical notes routinely exceed the csv module's 128 KiB default field limit.
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
+        reader = csv.DictReader(handle, delimiter=delimiter)
         rows = list(reader)
         return Table(list(reader.fieldnames or []), rows)
+
+
+def _read_tsv(path: Path) -> Table:
+    return _read_csv(path, delimiter="\t")
 
 
 def _read_jsonl(path: Path) -> Table:
@@ -78,7 +84,7 @@ def read_table(path: Path, fmt: TableFormat | None = None) -> Table:
     if not path.is_file():
         raise CorpusError(f"corpus file not found: {path}")
     fmt = fmt or detect_format(path)
-    readers = {"csv": _read_csv, "jsonl": _read_jsonl, "parquet": _read_parquet}
+    readers = {"csv": _read_csv, "tsv": _read_tsv, "jsonl": _read_jsonl, "parquet": _read_parquet}
     try:
         return readers[fmt](path)
     except (ValueError, OSError, UnicodeDecodeError, csv.Error) as exc:

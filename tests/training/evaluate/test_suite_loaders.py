@@ -192,6 +192,7 @@ def test_real_default_suite_loads() -> None:
     assert [type(x.task) for x in loaded.values()] == [
         ClassificationTask,
         ClassificationTask,
+        RetrievalTask,
         ClassificationTask,
         RetrievalTask,
         RetrievalTask,

@@ -29,6 +29,8 @@ def _builtin(spec: BuiltinTaskSpec, path: Path, min_per_class: int) -> LoadedTas
         task = mtsamples.load_mtsamples_task(
             spec.name, path, target="label", min_per_class=min_per_class
         )
+    elif loader == "mtsamples-description-retrieval":
+        task = mtsamples.load_description_task(spec.name, path)
     elif loader == "medquad-qtype":
         task = medquad.load_qtype_task(spec.name, path, min_per_class=min_per_class)
     elif loader == "medquad-retrieval":

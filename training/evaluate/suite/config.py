@@ -24,6 +24,7 @@ SUITES_DIR = Path(__file__).resolve().parents[2] / "configs" / "suites"
 BUILTIN_TASKS = (
     "mtsamples-note-type",
     "mtsamples-specialty",
+    "mtsamples-description-retrieval",
     "medquad-qtype",
     "medquad-retrieval",
     "meqsum-retrieval",
@@ -139,7 +140,7 @@ class CustomTaskSpec(_Strict):
     name: str
     kind: Literal["classification", "retrieval"]
     path: str
-    format: Literal["csv", "jsonl", "parquet"] | None = None  # default: from the suffix
+    format: Literal["csv", "tsv", "jsonl", "parquet"] | None = None  # default: from the suffix
     columns: ClassificationColumns | RetrievalColumns
     split: ColumnSplit | HashSplit
     n: FewShotNs | None = None
