@@ -151,9 +151,26 @@ class ModelRegistry:
             against = replaces or _find_or_none(session, request.fallback_ref)
             if against is not None and against.id == target.id:
                 against = None
+            # Every version of this name that was ever active: the guard also compares with
+            # the best of them per task, so small drops cannot pile up promotion by promotion.
+            ancestors = [
+                (row.ref, row.eval_metrics)
+                for row in session.scalars(
+                    select(ModelVersion).where(
+                        ModelVersion.name == target.name,
+                        ModelVersion.activated_at.is_not(None),
+                        ModelVersion.id != target.id,
+                    )
+                )
+            ]
             comparison = (
                 compare_suites(
-                    target.ref, target.eval_metrics, against.ref, against.eval_metrics, policy
+                    target.ref,
+                    target.eval_metrics,
+                    against.ref,
+                    against.eval_metrics,
+                    policy,
+                    ancestors,
                 )
                 if against is not None
                 else SuiteComparison("nothing to compare against")

@@ -56,9 +56,8 @@ def test_refused_then_forced_both_recorded(
         registry.guard_promotion("tiny@2", POLICY, PromotionRequest("alice via CLI"))
     message = refused.value.message
     assert refused.value.status == 409 and refused.value.code == "promotion_regression"
-    assert "mtsamples-specialty: macro_f1@16 0.8 vs 0.83 on tiny@1 (drop 0.03 > margin 0.005)" in (
-        message
-    )
+    assert "mtsamples-specialty: macro_f1@16 0.8 vs 0.83 on tiny@1, difference -0.03" in message
+    assert "wholly below -0.005" in message
     assert "--force-regression" in message
     assert registry.active("tiny").ref == "tiny@1"
 
@@ -177,7 +176,7 @@ def test_cli_promote_refuses_forces_and_shows_the_check(
 
     refused = run_cli("models", "promote", "tiny@2", "--by", "carol", *db)
     assert refused.exit_code == 1
-    assert "promotion refused" in refused.output and "drop 0.03 > margin 0.005" in refused.output
+    assert "promotion refused" in refused.output and "difference -0.03 [-0.03, -0.03] wholly below -0.005" in refused.output
     # --force-index overrides the index check only, not the guard.
     assert run_cli("models", "promote", "tiny@2", "--force-index", *db).exit_code == 1
     assert registry.active("tiny").ref == "tiny@1"
@@ -249,7 +248,7 @@ def test_http_promote_refused_409_then_forced_and_listed(
         error = r.json()["error"]
         assert (error["type"], error["code"]) == ("invalid_request_error", "promotion_regression")
         assert (
-            "mtsamples-specialty: macro_f1@16 0.8 vs 0.83 on tiny@1 (drop 0.03"
+            "mtsamples-specialty: macro_f1@16 0.8 vs 0.83 on tiny@1, difference -0.03"
             in (error["message"])
         )
         assert c.post("/models/tiny@2/promote?force_index=true").status_code == 409
