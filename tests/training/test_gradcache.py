@@ -92,3 +92,39 @@ def test_fresh_mlm_head_is_detected(tiny_bert: Path, tmp_path: Path) -> None:
         if (tiny_bert / name).is_file():
             (bare / name).write_bytes((tiny_bert / name).read_bytes())
     assert load_encoder(bare).fresh_head
+
+
+def test_length_sorted_passes_equal_one_padded_pass(tiny_bert: Path) -> None:
+    """encode_by_length gives one padded pass's embeddings, MLM rows and gradients, in the
+    rows' own order, with each pass trimmed to its longest sequence."""
+    from training.objectives.pooling import mean_pool
+    from training.runs.batches import pad
+    from training.runs.steps import encode_by_length
+
+    torch.manual_seed(0)
+    model = load_encoder(tiny_bert)
+    model.model.eval()
+    lengths = [3, 17, 5, 40, 9, 2, 33, 12]
+    ids, mask = pad([[5 + (i * 7 + j) % 50 for j in range(n)] for i, n in enumerate(lengths)], 0)
+    labels = torch.full_like(ids, -100)
+    labels[mask.bool() & (torch.arange(ids.shape[1]) % 3 == 0)] = 7
+    calls: list[int] = []
+
+    def hidden_of(i: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        calls.append(i.shape[1])
+        return model.hidden(i, m)
+
+    pooled, masked = encode_by_length(hidden_of, ids, mask, labels, rows=3)
+    assert calls == [40, 12, 3]  # longest first; each pass padded to its own longest
+    (pooled.square().sum() + sum(r.sum() for r, _ in masked)).backward()
+    sorted_grads = _grads(model)
+    model.model.zero_grad(set_to_none=True)
+
+    hidden = model.hidden(ids, mask)
+    expected = mean_pool(hidden, mask)
+    torch.testing.assert_close(pooled, expected, atol=1e-5, rtol=1e-4)
+    rows = hidden[labels != -100]
+    assert sum(len(t) for _, t in masked) == len(rows)
+    (expected.square().sum() + rows.sum()).backward()
+    for name, grad in _grads(model).items():
+        torch.testing.assert_close(sorted_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)

@@ -32,6 +32,40 @@ from training.runs.model import EncoderWithHead
 
 Parts = dict[str, float]
 Scale = Callable[[torch.Tensor], torch.Tensor]
+Hidden = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # ids, mask [B, T] -> [B, T, D]
+# Sequences per forward pass when a batch of spans is encoded shortest-padding-first: spans of
+# 32-256 tokens padded to the batch's longest wasted about half of every step (positives are
+# skewed short); sorted passes of 16 pad each pass to its own longest.
+ROWS_PER_PASS = 16
+
+
+def length_order(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(order, inverse): rows sorted longest first, and the permutation that restores them."""
+    order = torch.argsort(mask.sum(dim=1), descending=True, stable=True)  # [B]
+    return order, torch.argsort(order)
+
+
+def encode_by_length(
+    hidden_of: Hidden,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    rows: int = ROWS_PER_PASS,
+) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Mean-pooled embeddings [B, D] in the rows' own order, computed in length-sorted passes
+    of `rows` sequences each trimmed to its longest; with MLM `labels`, also each pass's
+    (hidden rows at masked positions [N, D], targets [N]). The same values as one padded pass
+    (padding is masked out of attention and pooling), for less compute."""
+    order, inverse = length_order(mask)
+    pooled, masked = [], []
+    for chunk in split_chunks(
+        ids[order], mask[order], None if labels is None else labels[order], rows
+    ):
+        hidden = hidden_of(chunk.input_ids, chunk.attention_mask)  # [b, t, D]
+        pooled.append(mean_pool(hidden, chunk.attention_mask))  # [b, D]
+        if chunk.labels is not None:
+            masked.append(select_masked(hidden, chunk.labels))
+    return torch.cat(pooled)[inverse], masked
 
 
 @dataclass
@@ -45,10 +79,16 @@ class StepModels:
     teacher: nn.Module | None = None  # frozen base, when distill.weight > 0
 
     def teacher_pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        assert self.teacher is not None
+        """The frozen teacher's pooled embeddings [B, D] (no gradient), in length-sorted passes."""
+        teacher = self.teacher
+        assert teacher is not None
+
+        def hidden_of(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = teacher(input_ids=ids, attention_mask=mask).last_hidden_state
+            return out
+
         with torch.no_grad():
-            hidden = self.teacher(input_ids=input_ids, attention_mask=attention_mask)
-            return mean_pool(hidden.last_hidden_state, attention_mask)  # [B, D]
+            return encode_by_length(hidden_of, input_ids, attention_mask)[0]
 
 
 def _mlm(model: EncoderWithHead, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -101,20 +141,22 @@ def _declutr_embedding_loss(
 
 
 def declutr_loss_one_pass(sm: StepModels, batch: Batch) -> tuple[torch.Tensor, Parts]:
-    """Anchors pass once (masked when MLM is on: DeCLUTR's own single-pass design)."""
+    """Anchors pass once (masked when MLM is on: DeCLUTR's own single-pass design); anchors
+    and positives are each encoded in length-sorted passes."""
     t = batch.tensors
     ids, mask = t["anchor_ids"], t["anchor_attention_mask"]
-    anchor_hidden = sm.model.hidden(ids, mask)  # [N, Ta, D]
-    anchors = mean_pool(anchor_hidden, mask)  # [N, D]
-    positives = mean_pool(
-        sm.model.hidden(t["positive_ids"], t["positive_attention_mask"]),
-        t["positive_attention_mask"],
+    labels = t["labels"] if "labels" in t and sm.mlm_weight > 0 else None
+    anchors, masked = encode_by_length(sm.model.hidden, ids, mask, labels)  # [N, D]
+    positives, _ = encode_by_length(
+        sm.model.hidden, t["positive_ids"], t["positive_attention_mask"]
     )  # [N * P, D]
     teacher = sm.teacher_pool(ids, mask) if sm.config.distill.weight > 0 else None
     parts: Parts = {}
     loss = _declutr_embedding_loss(sm, anchors, positives, teacher, t["note_index"], parts)
-    if "labels" in t and sm.mlm_weight > 0:
-        mlm = _mlm(sm.model, anchor_hidden, t["labels"])
+    if labels is not None:
+        rows = torch.cat([r for r, _ in masked])  # [N, D]
+        targets = torch.cat([y for _, y in masked])  # [N]
+        mlm = masked_lm_loss(sm.model.logits(rows), targets)
         loss = loss + sm.mlm_weight * mlm
         parts["mlm"] = float(mlm.detach())
     return loss, parts
@@ -128,16 +170,25 @@ def declutr_backward_cached(
     size = sm.config.declutr.chunk_size
     assert size is not None
     labels = t.get("labels") if sm.mlm_weight > 0 else None
+    # Chunks are cut from length-sorted rows (each trimmed to its longest); `restore` puts the
+    # embeddings back in the batch's order for the loss.
+    a_order, a_restore = length_order(t["anchor_attention_mask"])
+    p_order, p_restore = length_order(t["positive_attention_mask"])
     groups = {
-        "anchors": split_chunks(t["anchor_ids"], t["anchor_attention_mask"], labels, size),
-        "positives": split_chunks(t["positive_ids"], t["positive_attention_mask"], None, size),
+        "anchors": split_chunks(
+            t["anchor_ids"][a_order],
+            t["anchor_attention_mask"][a_order],
+            None if labels is None else labels[a_order],
+            size,
+        ),
+        "positives": split_chunks(
+            t["positive_ids"][p_order], t["positive_attention_mask"][p_order], None, size
+        ),
     }
     teacher = None
     if sm.config.distill.weight > 0:
         with autocast():
-            teacher = torch.cat(
-                [sm.teacher_pool(c.input_ids, c.attention_mask) for c in groups["anchors"]]
-            )  # [N, D]
+            teacher = sm.teacher_pool(t["anchor_ids"], t["anchor_attention_mask"])  # [N, D]
     parts: Parts = {}
 
     def embed(chunk: Chunk) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,9 +197,9 @@ def declutr_backward_cached(
         return mean_pool(hidden, chunk.attention_mask), hidden
 
     def loss_of(embeddings: dict[str, torch.Tensor]) -> torch.Tensor:
-        return _declutr_embedding_loss(
-            sm, embeddings["anchors"], embeddings["positives"], teacher, t["note_index"], parts
-        )
+        anchors = embeddings["anchors"][a_restore]  # [N, D], batch order
+        positives = embeddings["positives"][p_restore]  # [N * P, D]
+        return _declutr_embedding_loss(sm, anchors, positives, teacher, t["note_index"], parts)
 
     chunk_loss = None
     mlm_total = 0.0
