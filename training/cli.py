@@ -403,6 +403,9 @@ def int8_gate(
 
 
 def register(app: typer.Typer) -> None:
+    from training.adapt.cli import adapt
+
+    app.command(name="adapt")(adapt)
     app.command(name="export")(export)
     app.command(name="int8-gate")(int8_gate)
     train_app = typer.Typer(
