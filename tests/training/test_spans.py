@@ -140,3 +140,29 @@ def test_disjoint_positives_reach_beyond_the_anchors_neighbourhood() -> None:
         anchor, pos = spans[0].anchor, spans[0].positives[0]
         gaps.append(max(anchor.start - pos.end, pos.start - anchor.end))
     assert min(gaps) >= 0 and np.median(gaps) > 100  # adjacent would give gap 0 every time
+
+
+@settings(max_examples=200, deadline=None)
+@given(sampler_args(), st.integers(1, 64), st.sampled_from(["overlap", "adjacent", "disjoint"]))
+def test_positive_max_span_caps_positives_only(args: dict[str, int], cap: int, mode: str) -> None:
+    n, a = args["num_tokens"], args["num_anchors"]
+    kwargs = {
+        "num_anchors": a,
+        "num_positives": args["num_positives"],
+        "min_span": args["min_span"],
+        "max_span": args["max_span"],
+        "positive_mode": mode,
+    }
+    capped = sample_spans(
+        n, rng=np.random.default_rng(args["seed"]), positive_max_span=cap, **kwargs
+    )
+    bounds = span_bounds(n, a, args["min_span"], args["max_span"])
+    if bounds is None:
+        assert capped is None
+        return
+    assert capped is not None
+    low, high = bounds
+    for spans in capped:
+        assert low <= spans.anchor.length <= high
+        for pos in spans.positives:
+            assert pos.length <= max(low, min(high, cap))

@@ -62,6 +62,7 @@ def sample_spans(
     max_span: int,
     rng: np.random.Generator,
     positive_mode: PositiveMode = "overlap",
+    positive_max_span: int | None = None,
 ) -> list[AnchorSpans] | None:
     """Sample num_anchors anchors, each with num_positives positives, or None if too short.
 
@@ -71,6 +72,8 @@ def sample_spans(
     is uniform over every position where it overlaps, is adjacent to, or is subsumed by its
     anchor, clipped to the note; with "adjacent" it ends where the anchor starts or starts where
     the anchor ends (a side chosen at random among those with room; shortened to fit).
+    `positive_max_span` caps positives below the anchors' maximum: short passages that must
+    find the long span they belong with, as a short query finds its note.
     """
     if num_positives < 1:
         raise ValueError("need num_positives >= 1")
@@ -78,6 +81,7 @@ def sample_spans(
     if bounds is None:
         return None
     low, high = bounds
+    pos_high = high if positive_max_span is None else max(low, min(high, positive_max_span))
     block = num_tokens // num_anchors
     result = []
     for index in range(num_anchors):
@@ -86,7 +90,7 @@ def sample_spans(
         anchor = Span(anchor_start, anchor_start + anchor_len)
         positives = []
         for _ in range(num_positives):
-            pos_len = _length(rng, 2.0, 4.0, low, high)
+            pos_len = _length(rng, 2.0, 4.0, low, pos_high)
             if positive_mode != "overlap":
                 side = _adjacent(anchor, pos_len, num_tokens, low, rng)
                 positives.append(

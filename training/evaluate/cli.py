@@ -174,6 +174,13 @@ def evaluate(
     threads: Annotated[int, typer.Option(help="CPU threads")] = 2,
     no_plots: Annotated[bool, typer.Option("--no-plots", help="skip the PNG pictures")] = False,
     database_url: Annotated[str | None, typer.Option(help="registry database URL")] = None,
+    group: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="suite mode: NAME=LABEL,LABEL,... pools models trained with different seeds "
+            "into one candidate (its interval resamples the seeds too); repeat for more"
+        ),
+    ] = None,
 ) -> None:
     """Compare models: on a suite of tasks (--suite), or on one labelled note set (--data)."""
     import torch
@@ -210,6 +217,7 @@ def evaluate(
                 threads=threads,
                 plots=not no_plots,
                 database_url=database_url,
+                groups=_groups(group or []),
             )
         else:
             assert data is not None
@@ -265,6 +273,7 @@ def _evaluate_suite(
     threads: int,
     plots: bool,
     database_url: str | None,
+    groups: dict[str, list[str]],
 ) -> None:
     from training.evaluate.suite.runner import RunConfig, run_suite
 
@@ -277,8 +286,20 @@ def _evaluate_suite(
         export_max_tokens=export_max_tokens,
         plots=plots,
         progress=typer.echo,
+        groups=groups,
     )
     run_suite(models, suite, config, out, split=split.value)
+
+
+def _groups(specs: list[str]) -> dict[str, list[str]]:
+    groups: dict[str, list[str]] = {}
+    for spec in specs:
+        name, sep, members = spec.partition("=")
+        labels = [m.strip() for m in members.split(",") if m.strip()]
+        if not sep or not name or not labels:
+            raise typer.BadParameter(f"--group {spec!r}: write NAME=LABEL,LABEL,...")
+        groups[name] = labels
+    return groups
 
 
 def _evaluate_single(

@@ -177,6 +177,7 @@ class DeclutrBatcher:
                 max_span=self.cfg.max_span,
                 rng=rng,
                 positive_mode=self.cfg.positive_mode,
+                positive_max_span=self.cfg.positive_max_span,
             )
             assert spans is not None  # short notes were filtered in __init__
             for anchor in spans:

@@ -50,6 +50,9 @@ class DeclutrConfig(BaseModel):
     temperature: float = Field(0.05, gt=0)
     mlm_weight: MLMWeight = "auto"
     positive_mode: PositiveMode = "overlap"
+    # Positives shorter than anchors (None: the same range): a short passage that must find
+    # the long span of its note, the shape of a clinician's query looking for a note.
+    positive_max_span: int | None = Field(None, ge=1, le=510)
     # Gradient cache (Gao et al. 2021, as in sentence-transformers' cached losses): embed the
     # whole batch without gradients, take the loss's gradient w.r.t. the embeddings, then
     # re-run `chunk_size` sequences at a time with gradients. Every note of the batch is a
@@ -60,6 +63,8 @@ class DeclutrConfig(BaseModel):
     def _spans(self) -> DeclutrConfig:
         if self.max_span < self.min_span:
             raise ValueError("declutr.max_span must be >= declutr.min_span")
+        if self.positive_max_span is not None and self.positive_max_span < self.min_span:
+            raise ValueError("declutr.positive_max_span must be >= declutr.min_span")
         if isinstance(self.mlm_weight, float) and self.mlm_weight < 0:
             raise ValueError("declutr.mlm_weight must be >= 0 or 'auto'")
         return self
