@@ -108,6 +108,22 @@ class PairedDiff:
             return Verdict.BETTER
         return Verdict.LEVEL
 
+    @classmethod
+    def from_dict(cls, record: Any) -> PairedDiff:
+        """What as_dict wrote (a report's or a registry record's interval)."""
+        try:
+            return cls(
+                float(record["mean"]),
+                float(record["ci_low"]),
+                float(record["ci_high"]),
+                float(record.get("confidence", DEFAULT_CONFIDENCE)),
+                int(record.get("items", 0)),
+                int(record.get("draws", 1)),
+                tuple(record.get("seeds", (1, 1))),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PairingError(f"unreadable interval ({type(exc).__name__})") from None
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "mean": self.mean,

@@ -369,8 +369,9 @@ def int8_gate(
         ),
     ] = GateSplit.TEST,
 ) -> None:
-    """The int8 gate's downstream part: frozen few-shot macro-F1 of the int8 bundle against its
-    fp32 bundle on every classification task, written to the int8 manifest; exit 1 if short."""
+    """The int8 gate's downstream part: the int8 bundle against its fp32 bundle on every task of
+    the suite by paired intervals, written to the int8 manifest; exit 1 when some task is worse
+    than fp32 by more than --margin with 95 % confidence."""
     from training.quantize.downstream import run_downstream_gate
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -388,7 +389,8 @@ def int8_gate(
     for task in check["tasks"]:
         typer.echo(
             f"{task['task']}: {task['metric']} fp32 {task['fp32']:.4f}, int8 {task['int8']:.4f} "
-            f"({task['difference']:+.4f})" + ("" if task["within_margin"] else "  OUTSIDE")
+            f"({task['difference']:+.4f} [{task['ci'][0]:+.4f}, {task['ci'][1]:+.4f}], "
+            f"{task['verdict']})" + ("" if task["within_margin"] else "  WORSE BEYOND THE MARGIN")
         )
     where = (
         f"recorded in {int8 / 'manifest.json'}"
