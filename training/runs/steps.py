@@ -123,21 +123,38 @@ def _declutr_embedding_loss(
     sm: StepModels,
     anchors: torch.Tensor,
     positives: torch.Tensor,
-    teacher_anchors: torch.Tensor | None,
+    teacher: tuple[torch.Tensor, torch.Tensor] | None,
     note_index: torch.Tensor,
     parts: Parts,
 ) -> torch.Tensor:
-    """anchors [N, D], positives [N * P, D] (grouped by anchor) -> contrastive + distill."""
+    """anchors [N, D], positives [N * P, D] (grouped by anchor) -> contrastive + distill.
+
+    `teacher` holds the frozen teacher's embeddings of the same anchors and positives: the
+    distillation term covers both, so short passages (the shape of a query) keep the base's
+    behaviour as well as long spans."""
     cfg = sm.config.declutr
     pooled = pool_positives(positives, cfg.num_positives)  # [N, D]
     contrastive = declutr_loss(anchors, pooled, note_index, cfg.temperature)
     parts["contrastive"] = float(contrastive.detach())
     loss = contrastive
-    if teacher_anchors is not None:
-        term = embedding_distill_loss(anchors, teacher_anchors)
+    if teacher is not None:
+        term = embedding_distill_loss(
+            torch.cat([anchors, positives]), torch.cat([teacher[0], teacher[1]])
+        )
         parts["distill"] = float(term.detach())
         loss = loss + sm.config.distill.weight * term
     return loss
+
+
+def _declutr_teacher(
+    sm: StepModels, t: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The teacher's embeddings of the batch's anchors [N, D] and positives [N * P, D]."""
+    if sm.config.distill.weight == 0 or sm.teacher is None:
+        return None
+    anchors = sm.teacher_pool(t["anchor_ids"], t["anchor_attention_mask"])
+    positives = sm.teacher_pool(t["positive_ids"], t["positive_attention_mask"])
+    return anchors, positives
 
 
 def declutr_loss_one_pass(sm: StepModels, batch: Batch) -> tuple[torch.Tensor, Parts]:
@@ -150,7 +167,7 @@ def declutr_loss_one_pass(sm: StepModels, batch: Batch) -> tuple[torch.Tensor, P
     positives, _ = encode_by_length(
         sm.model.hidden, t["positive_ids"], t["positive_attention_mask"]
     )  # [N * P, D]
-    teacher = sm.teacher_pool(ids, mask) if sm.config.distill.weight > 0 else None
+    teacher = _declutr_teacher(sm, t)
     parts: Parts = {}
     loss = _declutr_embedding_loss(sm, anchors, positives, teacher, t["note_index"], parts)
     if labels is not None:
@@ -185,10 +202,8 @@ def declutr_backward_cached(
             t["positive_ids"][p_order], t["positive_attention_mask"][p_order], None, size
         ),
     }
-    teacher = None
-    if sm.config.distill.weight > 0:
-        with autocast():
-            teacher = sm.teacher_pool(t["anchor_ids"], t["anchor_attention_mask"])  # [N, D]
+    with autocast():
+        teacher = _declutr_teacher(sm, t)
     parts: Parts = {}
 
     def embed(chunk: Chunk) -> tuple[torch.Tensor, torch.Tensor]:
