@@ -138,7 +138,7 @@ def test_adapt_end_to_end_without_labels_then_resume(
 
 
 @pytest.mark.slow
-def test_a_stopped_run_resumes_where_it_stopped(
+def test_a_stopped_run_resumes_and_labels_fit_the_served_head(
     notes_csv: Path, tmp_path: Path, recipe: Path, tiny_bert: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import training.adapt.pipeline as pipeline
@@ -147,13 +147,24 @@ def test_a_stopped_run_resumes_where_it_stopped(
         raise KeyboardInterrupt  # the operator's Ctrl-C after training
 
     monkeypatch.setattr(pipeline, "_choose_weight", stop)
-    args = _adapt_args(notes_csv, tmp_path, recipe, tiny_bert)
+    args = [*_adapt_args(notes_csv, tmp_path, recipe, tiny_bert), "--category-column", "kind"]
     assert _invoke(*args).exit_code != 0
     assert (tmp_path / "work" / "train" / "final").is_dir()
     monkeypatch.undo()
     resumed = _invoke(*args, "--resume")
     assert resumed.exit_code == 0, resumed.output
     assert "train: done before" in resumed.output
+    # The labels fit the head /classify serves, compared with the base given the same labels.
+    from service.inference.head import load_head
+
+    bundle = load_bundle(tmp_path / "bundles" / "trust")
+    head = load_head(bundle)
+    kinds = {"discharge_summary", "nursing", "operative_note", "progress_note", "radiology"}
+    assert head is not None and len(head.labels) >= 2 and set(head.labels) <= kinds
+    report = json.loads((tmp_path / "work" / "adaptation.json").read_text())
+    assert report["head"]["field"] == "category"
+    assert "the base given the same labels" in report["head"]["summary"]
+    assert "Labels: the served category head" in (tmp_path / "work" / "adaptation.md").read_text()
 
 
 @pytest.mark.parametrize(

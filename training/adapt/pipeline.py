@@ -136,7 +136,7 @@ def adapt(
     stages: list[StageTime] = []
 
     t0 = time.perf_counter()
-    _, held_out, counts = load_notes(plan)
+    train_notes, held_out, counts = load_notes(plan)
     queries = span_queries(held_out[:MAX_SCORED_NOTES])
     if len(queries.queries) < MIN_QUERIES:
         raise CorpusError(
@@ -186,7 +186,20 @@ def adapt(
     t0 = time.perf_counter()
     bundle = _write_bundle(plan, base_dir, final, choice, queries)
     stages.append(StageTime("bundle", time.perf_counter() - t0))
+    head = None
+    if plan.columns.labelled:
+        from training.adapt.labels import add_label_head
+
+        t0 = time.perf_counter()
+        head = add_label_head(plan, train_notes, held_out)
+        stages.append(StageTime("head", time.perf_counter() - t0, None, head["field"]))
+        say(f"head: {head['summary']}")
     report = _report(plan, counts, training, choice, base_name, stages, bundle)
+    if head is not None:
+        report["head"] = head
+        from training.adapt.report import write_report
+
+        write_report(report, plan.work_dir)
     say(f"bundle: {bundle} ({plan.name}@{plan.version}); report {plan.work_dir / REPORT_MD}")
     return AdaptResult(bundle, choice.alpha, choice.reason, report, stages)
 

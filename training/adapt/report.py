@@ -52,6 +52,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{s['agreement']:.3f} |"
         )
     lines += ["", f"Chosen: **{weight['alpha']:g}** — {weight['reason']}.", ""]
+    if report.get("head"):
+        head = report["head"]
+        lines += ["## Labels: the served category head", "", head["summary"] + ".", ""]
     if report.get("suite"):
         lines += ["## Evaluation suite", "", report["suite"], ""]
     lines += ["## Time per stage", "", "| stage | wall | tokens/s |", "|---|---|---|"]
