@@ -176,7 +176,10 @@ def test_cli_promote_refuses_forces_and_shows_the_check(
 
     refused = run_cli("models", "promote", "tiny@2", "--by", "carol", *db)
     assert refused.exit_code == 1
-    assert "promotion refused" in refused.output and "difference -0.03 [-0.03, -0.03] wholly below -0.005" in refused.output
+    assert (
+        "promotion refused" in refused.output
+        and "difference -0.03 [-0.03, -0.03] wholly below -0.005" in refused.output
+    )
     # --force-index overrides the index check only, not the guard.
     assert run_cli("models", "promote", "tiny@2", "--force-index", *db).exit_code == 1
     assert registry.active("tiny").ref == "tiny@1"

@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pytest
 from sklearn.metrics import f1_score
+
 from service.paired_intervals import (
     ClassificationScores,
     ItemScores,
     paired_difference,
     weighted_macro_f1,
 )
-
 from training.evaluate.suite.retrieval import evaluate_ranking, per_query_metrics, rank_documents
 from training.evaluate.suite.tasks import Query
 
