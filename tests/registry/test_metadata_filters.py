@@ -36,7 +36,12 @@ VALUES = (
     | st.booleans()
     | st.integers(-(2**53), 2**53)
     | st.floats(allow_nan=False, allow_infinity=False, width=64)
-    | st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=6)
+    # The API refuses NUL and unpaired surrogates at the door (service/api/input_rules.py),
+    # so the stores never see them.
+    | st.text(
+        alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)),
+        max_size=6,
+    )
     | st.sampled_from(["abc", "5", "true", "", "null"])
 )
 METADATA = st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=4)
