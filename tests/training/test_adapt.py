@@ -15,7 +15,7 @@ import typer
 from typer.testing import CliRunner
 
 from service.bundle import load_bundle
-from training.adapt.heldout import neighbour_agreement, reciprocal_ranks, span_queries
+from training.adapt.heldout import neighbour_agreement, note_mrr, reciprocal_ranks, span_queries
 from training.adapt.plan import AdaptPlan, Columns
 from training.adapt.weight import WeightScore, choose
 from training.cli import register
@@ -243,13 +243,19 @@ def test_excluded_ids_and_their_patients_are_never_trained_on(tmp_path: Path) ->
 
 
 def test_span_queries_are_deterministic_and_share_no_words_with_their_document() -> None:
-    notes = [Note(f"n{i}", " ".join(f"w{i}_{j}" for j in range(80))) for i in range(5)]
+    notes = [Note(f"n{i}", " ".join(f"w{i}_{j}" for j in range(200))) for i in range(5)]
     notes.append(Note("short", "too short to use"))
     first, again = span_queries(notes), span_queries(notes)
     assert first == again and "short" not in first.note_ids
-    for query, doc in zip(first.queries, first.documents, strict=True):
-        q, d = query.split(), doc.split()
-        assert 16 <= len(q) <= 48 and len(q) + len(d) == 80 and not set(q) & set(d)
+    assert len(first.documents) == 5 and len(first.queries) > 5  # several passages per note
+    for i, doc in enumerate(first.documents):
+        mine = [q.split() for q, o in zip(first.queries, first.owner, strict=True) if o == i]
+        words = [w for q in mine for w in q]
+        d = doc.split()
+        assert 1 <= len(mine) <= 4 and all(16 <= len(q) <= 48 for q in mine)
+        # disjoint passages, none sharing a word with the remainder, nothing lost
+        assert len(set(words)) == len(words) and not set(words) & set(d)
+        assert len(words) + len(d) == 200 and len(d) >= 32
 
 
 def test_reciprocal_ranks_and_neighbour_agreement_by_hand() -> None:
@@ -259,6 +265,8 @@ def test_reciprocal_ranks_and_neighbour_agreement_by_hand() -> None:
     assert reciprocal_ranks(queries, docs).tolist() == [1.0, 1.0, 1.0]
     swapped = np.asarray([[0, 1, 0], [1, 0, 0], [0, 0, 1]], dtype=np.float32)
     assert reciprocal_ranks(swapped, docs).tolist() == [0.5, 0.5, 1.0]
+    # two queries of document 0 (ranks 2 and 1), one of document 2 (rank 1), none of 1
+    assert note_mrr(swapped, docs, [0, 0, 2]).tolist() == [0.75, 0.0, 1.0]
     base = np.asarray([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], dtype=np.float32)
     assert neighbour_agreement(base, base, k=1).tolist() == [1.0] * 4
     moved = base[[0, 2, 1, 3]]  # 0's nearest is now 2's old vector: every pair changes
@@ -281,3 +289,18 @@ def test_the_weight_rule_takes_the_smallest_weight_near_the_best_gain() -> None:
     assert "0.9" not in choice.reason and "90%" in choice.reason
     level = [_score(0.5, 0.01, "level"), _score(1.0, -0.02, "worse")]
     assert choose(level).alpha == 0.0  # nothing beats the base with confidence
+
+
+def test_the_head_leaves_out_rare_label_values_and_counts_them() -> None:
+    from training.adapt.labels import MIN_PER_CLASS, head_classes
+    from training.evaluate.data import LabelledNote
+
+    def notes(label: str, k: int) -> list[LabelledNote]:
+        return [LabelledNote(f"{label}{i}", "text", label, None, None) for i in range(k)]
+
+    fit = notes("common", MIN_PER_CLASS) + notes("also", MIN_PER_CLASS + 3) + notes("rare", 1)
+    val = notes("common", 1) + notes("also", 1) + notes("rare", 1) + notes("val-only", 2)
+    # "rare" has too few fitting notes, "val-only" none: both left out, the rest kept.
+    assert head_classes(fit, val) == (["also", "common"], 2)
+    # A value with enough fitting notes but none to choose C on cannot be checked either.
+    assert head_classes(fit, val[1:]) == (["also"], 3)

@@ -1,10 +1,13 @@
 """Label-free measures on a trust's held-out notes, for choosing the mixing weight.
 
-In-domain: **span → note retrieval**. Each held-out note gives one query, a passage of it
-(16-48 words at a position seeded by the note's id), and one document, the note with that
-passage cut out; a query is answered by ranking every held-out document. A model that
-represents the trust's notes well finds the note a passage came from (the passage shares no
-words with its document, so this is not string matching). Metric: reciprocal rank (MRR@10).
+In-domain: **span → note retrieval**. Each held-out note gives up to four queries, disjoint
+passages of it (16-48 words, one in each quarter of the note, at positions seeded by the
+note's id), and one document, the note with its passages cut out; a query is answered by
+ranking every held-out document. A model that represents the trust's notes well finds the note
+a passage came from (the passages share no words with their document, so this is not string
+matching). Metric: reciprocal rank (MRR@10), averaged over a note's queries: one score per
+note, the unit the intervals resample. Four passages rather than one make each note's score
+less noisy, so a trust's few hundred held-out notes can tell a real gain from chance.
 
 General competence: **neighbour agreement with the base**. For each held-out document, the
 overlap of its 10 nearest held-out documents under the candidate and under the base (1 for
@@ -36,13 +39,18 @@ MIN_REST_WORDS = 32
 NEIGHBOURS = 10
 
 
+QUERIES_PER_NOTE = 4
+
+
 @dataclass(frozen=True)
 class SpanQueries:
-    """One passage (query) and one remainder (document) per usable held-out note."""
+    """Passages (queries) and one remainder (document) per usable held-out note;
+    owner[i] is the index of query i's document."""
 
     note_ids: list[str]
     queries: list[str]
     documents: list[str]
+    owner: list[int]
 
 
 def _rng(note_id: str, seed: int) -> np.random.Generator:
@@ -51,28 +59,51 @@ def _rng(note_id: str, seed: int) -> np.random.Generator:
 
 
 def span_queries(notes: Sequence[Note], seed: int = 0) -> SpanQueries:
-    """Cut one passage out of each held-out note long enough to keep MIN_REST_WORDS words."""
-    ids, queries, documents = [], [], []
+    """Cut up to QUERIES_PER_NOTE disjoint passages out of each held-out note long enough to
+    keep MIN_REST_WORDS words: one passage of the note's (seeded) length per equal region."""
+    ids: list[str] = []
+    queries: list[str] = []
+    documents: list[str] = []
+    owner: list[int] = []
     for note in notes:
         words = note.text.split()
         if len(words) < MIN_QUERY_WORDS + MIN_REST_WORDS:
             continue
         rng = _rng(note.note_id, seed)
         length = int(rng.integers(MIN_QUERY_WORDS, min(MAX_QUERY_WORDS, len(words) // 3) + 1))
-        start = int(rng.integers(0, len(words) - length + 1))
+        count = max(1, min(QUERIES_PER_NOTE, (len(words) - MIN_REST_WORDS) // length))
+        region = len(words) // count  # >= length, since count * length <= len(words)
+        cut = np.zeros(len(words), dtype=bool)
+        for r in range(count):
+            start = r * region + int(rng.integers(0, region - length + 1))
+            queries.append(" ".join(words[start : start + length]))
+            owner.append(len(documents))
+            cut[start : start + length] = True
         ids.append(note.note_id)
-        queries.append(" ".join(words[start : start + length]))
-        documents.append(" ".join(words[:start] + words[start + length :]))
-    return SpanQueries(ids, queries, documents)
+        documents.append(" ".join(w for w, gone in zip(words, cut, strict=True) if not gone))
+    return SpanQueries(ids, queries, documents, owner)
 
 
-def reciprocal_ranks(queries: Vectors, documents: Vectors, k: int = 10) -> Floats:
-    """Per query i (whose document is i): 1 / rank of document i among all, 0 beyond k."""
-    scores = queries @ documents.T  # [n, n] cosine (unit vectors)
-    own = np.diag(scores)[:, None]  # [n, 1]
+def reciprocal_ranks(
+    queries: Vectors, documents: Vectors, owner: Sequence[int] | None = None, k: int = 10
+) -> Floats:
+    """Per query i (whose document is owner[i], default i): 1 / rank of its document among
+    all, 0 beyond k."""
+    own_doc = np.arange(len(queries)) if owner is None else np.asarray(owner)
+    scores = queries @ documents.T  # [q, n] cosine (unit vectors)
+    own = scores[np.arange(len(queries)), own_doc][:, None]  # [q, 1]
     # rank = 1 + documents scoring strictly higher (ties resolved in the query's favour)
     rank = 1 + (scores > own).sum(axis=1)
     out: Floats = np.where(rank <= k, 1.0 / rank, 0.0)
+    return out
+
+
+def note_mrr(queries: Vectors, documents: Vectors, owner: Sequence[int], k: int = 10) -> Floats:
+    """Per document (note): the mean reciprocal rank of its queries."""
+    rr = reciprocal_ranks(queries, documents, owner, k)
+    sums = np.bincount(owner, weights=rr, minlength=len(documents))
+    counts = np.bincount(owner, minlength=len(documents))
+    out: Floats = sums / np.maximum(counts, 1)
     return out
 
 

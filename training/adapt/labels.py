@@ -20,7 +20,21 @@ from training.data.notes import Note
 from training.evaluate.data import LabelledNote
 
 MAX_HEAD_NOTES = 5000  # training notes embedded for the head (embedding cost)
-MIN_PER_CLASS = 2
+# A value with fewer labelled training notes is left out of the head (and named in the report):
+# a trust's label column is long-tailed, and a handful of notes cannot fit or check a class.
+MIN_PER_CLASS = 8
+
+
+def head_classes(fit: Sequence[LabelledNote], val: Sequence[LabelledNote]) -> tuple[list[str], int]:
+    """The values the head can learn: MIN_PER_CLASS fitting notes and one for choosing C.
+    Returns them sorted, and how many values were left out."""
+    counts: dict[str, int] = {}
+    for n in fit:
+        counts[n.y] = counts.get(n.y, 0) + 1
+    in_val = {n.y for n in val}
+    kept = sorted(c for c, k in counts.items() if k >= MIN_PER_CLASS and c in in_val)
+    every = set(counts) | in_val
+    return kept, len(every) - len(kept)
 
 
 def _labelled(notes: Sequence[Note], field: str) -> list[LabelledNote]:
@@ -39,7 +53,6 @@ def add_label_head(
     from training.evaluate.head import build_head_bundle
     from training.evaluate.models import ModelSource
     from training.evaluate.suite.embeddings import ModelEmbedder
-
     from training.evaluate.suite.hashsplit import stratified_hash_holdout
 
     field = "label" if plan.columns.label else "category"
@@ -48,15 +61,17 @@ def add_label_head(
     fit, val = stratified_hash_holdout(
         labelled, label=lambda n: n.y, key=lambda n: n.note_id, fraction=0.15
     )
-    classes = {n.y for n in fit} & {n.y for n in val}
+    classes, left_out = head_classes(fit, val)
     fit = [n for n in fit if n.y in classes]
     val = [n for n in val if n.y in classes]
     scored = [n for n in _labelled(held_out, field) if n.y in classes]
-    counts = {c: sum(n.y == c for n in fit) for c in classes}
-    if len(classes) < 2 or min(counts.values()) < MIN_PER_CLASS or len(scored) < 2:
+    if len(classes) < 2 or len(scored) < 2:
         return {
             "field": field,
-            "summary": f"no head: the {field} column has too few labelled notes per class",
+            "summary": (
+                f"no head: fewer than two {field} values have {MIN_PER_CLASS} labelled "
+                "training notes"
+            ),
         }
     heads: dict[str, Any] = {}
     for who, bundle in (
@@ -104,13 +119,16 @@ def add_label_head(
     return {
         "field": field,
         "classes": labels,
+        "classes_left_out": left_out,
         "fit_notes": len(fit),
         "held_out_notes": len(scored),
         "base_macro_f1": base_f1,
         "adapted_macro_f1": adapted_f1,
         "diff": diff.as_dict(),
         "summary": (
-            f"{field} head on {len(fit)} training notes, held-out macro-F1 {adapted_f1:.3f} "
+            f"{field} head on {len(fit)} training notes, {len(labels)} classes "
+            f"({left_out} with fewer than {MIN_PER_CLASS} notes left out), "
+            f"held-out macro-F1 {adapted_f1:.3f} "
             f"(the base given the same labels: {base_f1:.3f}; difference {diff.mean:+.3f} "
             f"[{diff.ci_low:+.3f}, {diff.ci_high:+.3f}])"
         ),

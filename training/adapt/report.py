@@ -36,10 +36,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "## Mixing weight (held-out notes, label-free)",
         "",
-        "Span → note retrieval: a passage cut from each held-out note looks for the rest of its "
-        "note among all held-out notes (MRR@10); the gain over the base has a paired 95 % "
-        "interval over the notes. Neighbour agreement: the share of each note's 10 nearest "
-        "held-out notes that the base also puts there (1 = the base's space).",
+        "Span → note retrieval: up to four passages cut from each held-out note look for the "
+        "rest of their note among all held-out notes (MRR@10, averaged per note); the gain "
+        "over the base has a paired 95 % interval over the notes. Neighbour agreement: the "
+        "share of each note's 10 nearest held-out notes that the base also puts there "
+        "(1 = the base's space).",
         "",
         "| weight | span MRR@10 | gain [95 % CI] | vs base | neighbour agreement |",
         "|---|---|---|---|---|",

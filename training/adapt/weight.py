@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from service.paired_intervals import ItemScores, Verdict, paired_difference
-from training.adapt.heldout import SpanQueries, neighbour_agreement, reciprocal_ranks
+from training.adapt.heldout import SpanQueries, neighbour_agreement, note_mrr
 from training.evaluate.models import ModelSource
 from training.evaluate.suite.embeddings import ModelEmbedder
 
@@ -92,7 +92,7 @@ class HeldOutScorer:
         )
         qs = embedder.embed(self.queries.queries)
         docs = embedder.embed(self.queries.documents)
-        return reciprocal_ranks(qs, docs), docs
+        return note_mrr(qs, docs, self.queries.owner), docs
 
     def score(self, alpha: float, bundle: Path) -> WeightScore:
         mrr, docs = self._embed(bundle)
