@@ -1,8 +1,8 @@
 """Label-free measures on a trust's held-out notes, for choosing the mixing weight.
 
 In-domain: **span → note retrieval**. Each held-out note gives up to four queries, disjoint
-passages of it (16-48 words, one in each quarter of the note, at positions seeded by the
-note's id), and one document, the note with its passages cut out; a query is answered by
+passages of it (16-48 words, one in each equal region of the note, at positions seeded by
+the note's id), and one document, the note with its passages cut out; a query is answered by
 ranking every held-out document. A model that represents the trust's notes well finds the note
 a passage came from (the passages share no words with their document, so this is not string
 matching). Metric: reciprocal rank (MRR@10), averaged over a note's queries: one score per
@@ -34,11 +34,9 @@ Floats = npt.NDArray[np.float64]
 
 MIN_QUERY_WORDS = 16
 MAX_QUERY_WORDS = 48
-# A note must keep at least this many words once its passage is cut out.
+# A note must keep at least this many words once its passages are cut out.
 MIN_REST_WORDS = 32
 NEIGHBOURS = 10
-
-
 QUERIES_PER_NOTE = 4
 
 
